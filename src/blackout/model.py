@@ -28,7 +28,7 @@ TIME = pa.timestamp("us", tz="UTC")
 ADDR = pa.binary(16)
 
 
-class Kind(str, enum.Enum):
+class Kind(enum.StrEnum):
     """The three kinds of telemetry the engine merges."""
 
     FLOW = "flow"
