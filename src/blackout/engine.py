@@ -32,6 +32,7 @@ from .detect.base import Detector, Tick
 from .model import SCHEMAS, Kind
 
 US = 1_000_000
+_UNSEEN = -(2**62)  # frontier of a source that has yielded nothing yet
 EventSink = Callable[[dict[str, list[dict[str, Any]]]], None]
 
 
@@ -75,7 +76,7 @@ class _Stream:
         self.index = index
         self.source = source
         self.it: Iterator[pa.RecordBatch] = iter(source.batches)
-        self.frontier = -(2**62)  # furthest event time seen, µs
+        self.frontier = _UNSEEN  # furthest event time seen, µs
         self.done = False
         self.pending: list[pa.RecordBatch] = []
 
@@ -132,14 +133,19 @@ class Engine:
         self.stats.records[stream.source.kind.value] += batch.num_rows
 
     def _watermark(self, streams: list[_Stream]) -> int | None:
+        """None when every source has ended (release all); _UNSEEN while one has not yet started."""
         active = [s.frontier for s in streams if not s.done]
         if not active:
             return None
+        if min(active) == _UNSEEN:
+            return _UNSEEN
         return min(active) - self.lateness_us
 
     # -------------------------------------------------------------- release
     def _release(self, streams: list[_Stream], watermark: int | None) -> None:
         """Hand every complete tick before the watermark (all ticks when None) to the detectors."""
+        if watermark == _UNSEEN:
+            return
         if watermark is None:
             until = None
         else:

@@ -1,0 +1,54 @@
+# blackout — the two commands: `make run` (the demo) and `make test` (everything the tests need, then the tests).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Real programs the tests start as oracles and peers (Debian 12 packages).
+APT_PACKAGES := bgpdump tshark nfdump softflowd
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench fuzz install install-test apt clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+## run: install into .venv and run the demo on the embedded store (ARGS=--no-serve to end on its own)
+run: install
+	$(BIN)/blackout demo $(ARGS)
+
+## apt: install the Debian packages the tests run (as root; skipped when all are present)
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "apt-get install$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+lint: install-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+## test: lint, type-check and run every test against the real tools
+test: install-test apt lint
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+## bench: every benchmark in bench/, each printing its rival's timing and the ratio
+bench: install-test apt
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) var build *.egg-info

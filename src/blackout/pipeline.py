@@ -1,0 +1,96 @@
+"""From file names to engine sources, and from a configuration to detectors.
+
+This is the glue `replay`, `demo` and `collect` share: it opens files, detects
+their formats from content, wraps each decoder's batches as an engine Source,
+and turns a damaged or unknown file into a recorded failure (one line, naming
+the file) while the other files go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterator
+
+import pyarrow as pa
+
+from .config import Config
+from .detect.base import Detector
+from .engine import Engine, EngineConfig, RunStats, Source
+from .errors import BlackoutError
+from .sources import FILE_DECODERS, DecodeContext, detect_format, read_input
+from .store import DuckDBStore
+
+
+@dataclasses.dataclass
+class FileFailure:
+    """A file that could not be read to its end, and why (the CLI prints one line each)."""
+
+    path: str
+    message: str
+
+
+@dataclasses.dataclass
+class Inputs:
+    """The files of one command: their sources, shared decoder state, and what failed."""
+
+    ctx: DecodeContext
+    failures: list[FileFailure] = dataclasses.field(default_factory=list)
+    formats: dict[str, str] = dataclasses.field(default_factory=dict)  # path -> format name
+    done_bytes: int = 0
+    on_file_done: Callable[[str, int], None] | None = None
+
+    def open(self, paths: list[str], fmt: str = "auto") -> list[Source]:
+        """One Source per readable file (in the order given); unreadable ones become failures."""
+        sources = []
+        for path in paths:
+            try:
+                data = read_input(path)
+                name = detect_format(path, data) if fmt == "auto" else fmt
+                if name not in FILE_DECODERS:
+                    raise BlackoutError(f"{path}: no decoder for format {name!r}")
+            except BlackoutError as exc:
+                self.failures.append(FileFailure(path, str(exc)))
+                self._done(path)
+                continue
+            self.formats[path] = name
+            decoder = FILE_DECODERS[name]
+            sources.append(Source(path, decoder.kind, self._batches(path, name, data)))
+        return sources
+
+    def _batches(self, path: str, name: str, data: bytes) -> Iterator[pa.RecordBatch]:
+        """The decoder's batches; a decode error ends this file (recorded), never the run."""
+        try:
+            yield from FILE_DECODERS[name].read(path, data, self.ctx)
+        except BlackoutError as exc:
+            message = str(exc)
+            self.failures.append(FileFailure(path, message if message.startswith(path) else f"{path}: {message}"))
+        finally:
+            self._done(path)
+
+    def _done(self, path: str) -> None:
+        size = os.path.getsize(path) if os.path.exists(path) else 0
+        self.done_bytes += size
+        if self.on_file_done is not None:
+            self.on_file_done(path, size)
+
+
+def build_detectors(config: Config) -> list[Detector]:
+    """The detectors a run uses, configured from their sections."""
+    return []
+
+
+def replay(
+    paths: list[str],
+    store: DuckDBStore | None,
+    config: Config,
+    fmt: str = "auto",
+    on_file_done: Callable[[str, int], None] | None = None,
+) -> tuple[RunStats, Inputs]:
+    """Replay files through the engine into the store; return what ran and what failed."""
+    engine_config = config.section("engine", EngineConfig)
+    inputs = Inputs(DecodeContext(batch_size=engine_config.batch_size), on_file_done=on_file_done)
+    sources = inputs.open(paths, fmt)
+    engine = Engine(build_detectors(config), store.upsert if store else None, engine_config)
+    stats = engine.run(sources, close_open=True)
+    return stats, inputs
