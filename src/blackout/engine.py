@@ -55,6 +55,9 @@ class Source:
     name: str
     kind: Kind
     batches: Iterable[pa.RecordBatch]
+    # Live sources yield empty batches while idle; heartbeat() then gives the event time (µs) they
+    # have certainly reached (the wall clock), so the watermark moves and quiet ticks count.
+    heartbeat: Callable[[], int] | None = None
 
 
 @dataclasses.dataclass
@@ -124,6 +127,8 @@ class Engine:
             stream.done = True
             return
         if batch.num_rows == 0:
+            if stream.source.heartbeat is not None:
+                stream.frontier = max(stream.frontier, stream.source.heartbeat())
             return
         if self.on_batch is not None:
             self.on_batch(stream.source, batch)

@@ -18,8 +18,9 @@ from .config import Config
 from .detect.base import Detector
 from .engine import Engine, EngineConfig, RunStats, Source
 from .errors import BlackoutError
+from .model import Kind
 from .sources import FILE_DECODERS, DecodeContext, detect_format, read_input
-from .store import DuckDBStore
+from .store import DuckDBStore, StoreConfig
 
 
 @dataclasses.dataclass
@@ -80,6 +81,16 @@ def build_detectors(config: Config) -> list[Detector]:
     return []
 
 
+def flow_keeper(store: DuckDBStore) -> Callable[[Source, pa.RecordBatch], None]:
+    """An engine on_batch hook that appends flow batches to the store (for [store] keep_flows)."""
+
+    def keep(source: Source, batch: pa.RecordBatch) -> None:
+        if source.kind is Kind.FLOW:
+            store.append_flows(batch)
+
+    return keep
+
+
 def replay(
     paths: list[str],
     store: DuckDBStore | None,
@@ -91,6 +102,8 @@ def replay(
     engine_config = config.section("engine", EngineConfig)
     inputs = Inputs(DecodeContext(batch_size=engine_config.batch_size), on_file_done=on_file_done)
     sources = inputs.open(paths, fmt)
-    engine = Engine(build_detectors(config), store.upsert if store else None, engine_config)
+    keep = store is not None and config.section("store", StoreConfig).keep_flows
+    on_batch = flow_keeper(store) if keep and store is not None else None
+    engine = Engine(build_detectors(config), store.upsert if store else None, engine_config, on_batch=on_batch)
     stats = engine.run(sources, close_open=True)
     return stats, inputs

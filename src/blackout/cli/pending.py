@@ -7,7 +7,6 @@ import argparse
 import sys
 
 PENDING = {
-    "collect": ("listen for NetFlow/IPFIX/sFlow on UDP and BMP on TCP, feeding the live engine", 3),
     "report": ("daily ATLAS-style report of attacks and outages with verdicts (md, json, html, csv)", 7),
     "serve": ("REST API and web dashboard over the store", 9),
     "scenario": ("write the Dec-2014 North Korea reconstruction as real-format telemetry", 8),

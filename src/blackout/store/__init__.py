@@ -6,7 +6,7 @@ beside DuckDB without touching callers.
 
 from __future__ import annotations
 
-from .duckdb_store import SCHEMA_VERSION, DuckDBStore
+from .duckdb_store import SCHEMA_VERSION, DuckDBStore, StoreConfig
 
 DEFAULT_PATH = "./var/blackout.duckdb"
 
@@ -16,4 +16,4 @@ def open_store(path: str = DEFAULT_PATH) -> DuckDBStore:
     return DuckDBStore(path)
 
 
-__all__ = ["DEFAULT_PATH", "SCHEMA_VERSION", "DuckDBStore", "open_store"]
+__all__ = ["DEFAULT_PATH", "SCHEMA_VERSION", "DuckDBStore", "StoreConfig", "open_store"]

@@ -8,6 +8,7 @@ transaction), so replaying the same data twice leaves one copy of each.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -15,7 +16,9 @@ import duckdb
 import pyarrow as pa
 
 from .. import events
+from ..config import register_section
 from ..errors import StoreError
+from ..model import FLOW_SCHEMA
 
 SCHEMA_VERSION = 1
 
@@ -41,6 +44,16 @@ _DDL = {
 }
 
 
+@dataclasses.dataclass
+class StoreConfig:
+    """[store] section."""
+
+    keep_flows: bool = False  # also keep every decoded flow record (table `flows`); off: events only
+
+
+register_section("store", StoreConfig)
+
+
 class DuckDBStore:
     """A blackout store in one DuckDB file (":memory:" for tests)."""
 
@@ -54,6 +67,8 @@ class DuckDBStore:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
         self.con.execute("SET TimeZone = 'UTC'")
         self._migrate()
+        tables = {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        self._has_flows = "flows" in tables
 
     def _migrate(self) -> None:
         self.con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
@@ -97,6 +112,26 @@ class DuckDBStore:
             raise
         finally:
             self.con.unregister("incoming")
+
+    def append_flows(self, batch: pa.RecordBatch | pa.Table) -> None:
+        """Keep decoded flow records (when [store] keep_flows is on): one Arrow insert per batch."""
+        table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+        self.con.register("flow_batch", table.cast(FLOW_SCHEMA))
+        try:
+            if not self._has_flows:
+                self.con.execute("CREATE TABLE IF NOT EXISTS flows AS SELECT * FROM flow_batch LIMIT 0")
+                self._has_flows = True
+            self.con.execute("INSERT INTO flows SELECT * FROM flow_batch")
+        finally:
+            self.con.unregister("flow_batch")
+
+    def flow_totals(self) -> dict[str, int]:
+        """Records, packets and bytes of the kept flows (as exported, not scaled by sampling)."""
+        if not self._has_flows:
+            return {"flows": 0, "packets": 0, "bytes": 0}
+        row = self.con.execute("SELECT count(*), sum(packets), sum(bytes) FROM flows").fetchone()
+        assert row is not None
+        return {"flows": int(row[0]), "packets": int(row[1] or 0), "bytes": int(row[2] or 0)}
 
     # ----------------------------------------------------------------- read
     def events(self, table: str, where: str = "", params: list[Any] | None = None) -> list[dict[str, Any]]:

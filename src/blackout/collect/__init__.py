@@ -1,0 +1,1 @@
+"""Live collection: listeners that feed the same engine as replay."""
