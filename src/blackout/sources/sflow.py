@@ -211,7 +211,11 @@ class SflowDatagrams:
     def _if_counters(ctx: DecodeContext, buf: np.ndarray, names: _Names, counters: tuple, arrival: np.ndarray) -> None:
         """Keep the latest generic interface counters per (agent, ifIndex): few, so a dict."""
         cs_dg, cs_off = counters
-        m = _gather(buf, cs_off, 88)
+        key = (names.code[cs_dg].astype(np.uint64) << np.uint64(32)) | _u32(_gather(buf, cs_off, 4), 0)
+        _, last = np.unique(key[::-1], return_index=True)  # the last record of each interface in this call
+        pick = len(key) - 1 - last
+        cs_dg = cs_dg[pick]
+        m = _gather(buf, cs_off[pick], 88)
         hi_lo = [(_u32(m, c).astype(np.uint64) << np.uint64(32)) | _u32(m, c + 4) for c in (8, 24, 56)]
         cols = {
             "if_index": _u32(m, 0),
