@@ -33,7 +33,7 @@ from .model import SCHEMAS, Kind
 
 US = 1_000_000
 _UNSEEN = -(2**62)  # frontier of a source that has yielded nothing yet
-EventSink = Callable[[dict[str, list[dict[str, Any]]]], None]
+EventSink = Callable[[dict[str, Any]], None]
 
 
 @dataclasses.dataclass
@@ -223,7 +223,7 @@ class Engine:
     def _drain(self) -> None:
         for det in self.detectors:
             events = det.drain()
-            if not any(events.values()):
+            if not any(len(v) for v in events.values()):
                 continue
             for table, rows in events.items():
                 self.stats.events[table] = self.stats.events.get(table, 0) + len(rows)

@@ -167,6 +167,18 @@ OUTAGE_SCHEMA = pa.schema(
     ]
 )
 
+# ------------------------------------------------------------------ signals
+# Per-entity time series the outage detector computes and the API serves (IODA's /signals).
+SIGNAL_SCHEMA = pa.schema(
+    [
+        pa.field("ts", TIME, nullable=False),  # start of the bin
+        pa.field("entity_type", pa.string(), nullable=False),  # country | asn | prefix
+        pa.field("entity", pa.string(), nullable=False),
+        pa.field("signal", pa.string(), nullable=False),  # e.g. bgp, traffic_bytes, probing_up
+        pa.field("value", pa.float64(), nullable=False),
+    ]
+)
+
 SCHEMAS: dict[Kind, pa.Schema] = {Kind.FLOW: FLOW_SCHEMA, Kind.ROUTE: ROUTE_SCHEMA, Kind.PROBE: PROBE_SCHEMA}
 
 

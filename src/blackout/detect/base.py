@@ -50,10 +50,11 @@ class Detector(Protocol):
         active tick; without (a live collector shutting down) they stay open."""
         ...
 
-    def drain(self) -> dict[str, list[dict[str, Any]]]:
+    def drain(self) -> dict[str, Any]:
         """Events created or changed since the last drain, by table name ("attacks", "outages").
 
         Each event is a dict in the store's record form (see blackout.events); an
-        event drained twice is upserted by id.
+        event drained twice is upserted by id.  "signals" may carry an Arrow table
+        of SIGNAL_SCHEMA rows (per-entity time series), upserted by (entity, signal, ts).
         """
         ...

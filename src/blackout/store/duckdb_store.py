@@ -18,7 +18,7 @@ import pyarrow as pa
 from .. import events
 from ..config import register_section
 from ..errors import StoreError
-from ..model import FLOW_SCHEMA
+from ..model import FLOW_SCHEMA, SIGNAL_SCHEMA
 
 SCHEMA_VERSION = 1
 
@@ -41,6 +41,11 @@ _DDL = {
             verdict STRUCT(causes STRUCT(cause VARCHAR, confidence DOUBLE,
                 evidence STRUCT(signal VARCHAR, "time" TIMESTAMPTZ, value DOUBLE,
                                 source VARCHAR, text VARCHAR)[])[]))""",
+    "signals": """
+        CREATE TABLE IF NOT EXISTS signals (
+            ts TIMESTAMPTZ NOT NULL, entity_type VARCHAR NOT NULL, entity VARCHAR NOT NULL,
+            signal VARCHAR NOT NULL, value DOUBLE NOT NULL,
+            PRIMARY KEY (entity_type, entity, signal, ts))""",
 }
 
 
@@ -91,9 +96,16 @@ class DuckDBStore:
         return int(row[0]) if row else 0
 
     # ---------------------------------------------------------------- write
-    def upsert(self, batch: dict[str, list[dict[str, Any]]]) -> None:
-        """Insert or replace events by id, each table in one transaction (the engine's sink)."""
+    def upsert(self, batch: dict[str, Any]) -> None:
+        """Insert or replace events by id, each table in one transaction (the engine's sink).
+
+        ``batch["signals"]``, when present, is an Arrow table of SIGNAL_SCHEMA rows,
+        replaced by (entity_type, entity, signal, ts).
+        """
         for table, records in batch.items():
+            if table == "signals":
+                self._upsert_signals(records)
+                continue
             if not records:
                 continue
             latest = {rec["id"]: rec for rec in records}  # the last version of each event wins
@@ -112,6 +124,24 @@ class DuckDBStore:
             raise
         finally:
             self.con.unregister("incoming")
+
+    def _upsert_signals(self, table: pa.Table) -> None:
+        if table is None or table.num_rows == 0:
+            return
+        self.con.register("incoming_signals", table.cast(SIGNAL_SCHEMA))
+        try:
+            self.con.execute("INSERT OR REPLACE INTO signals SELECT * FROM incoming_signals")
+        finally:
+            self.con.unregister("incoming_signals")
+
+    def signals(self, entity_type: str, entity: str, signal: str | None = None) -> pa.Table:
+        """One entity's stored signal values, ordered by signal then time."""
+        sql = "SELECT * FROM signals WHERE entity_type = ? AND entity = ?"
+        params: list[Any] = [entity_type, entity]
+        if signal is not None:
+            sql += " AND signal = ?"
+            params.append(signal)
+        return self.con.sql(sql + " ORDER BY signal, ts", params=params).to_arrow_table()
 
     def append_flows(self, batch: pa.RecordBatch | pa.Table) -> None:
         """Keep decoded flow records (when [store] keep_flows is on): one Arrow insert per batch."""
