@@ -1,0 +1,337 @@
+"""Template-driven flow decoding shared by NetFlow v9 and IPFIX: cache, held data, options, columns.
+
+The protocol modules walk their datagrams' sets and call :class:`SetBatch`; it keeps
+the template cache per (exporter, source id / observation domain, template id) in
+``ctx.state["netflow"]``, holds data sets whose template has not arrived (bounded per
+exporter, oldest dropped and counted), applies options data (sampler tables, system
+init time), and at the end decodes every data set of one template in one numpy pass.
+
+Column semantics (where several fields could feed one column, the first present wins):
+
+* bytes: octetDeltaCount (1, v9 IN_BYTES), octetTotalCount (85), postOctetDeltaCount
+  (23, v9 OUT_BYTES), initiatorOctets (231, Cisco ASA); packets likewise 2, 86, 24, 298.
+* ts: flowStartMilliseconds/Seconds/Microseconds/Nanoseconds (152/150/154/156), else
+  flowStartSysUpTime (22): v9 against the header's sysUptime and unix time, IPFIX
+  against systemInitTimeMilliseconds (160, in the record or from options data), else the
+  export time.
+* ttl: ipTTL (192), else minimumTTL (52), else maximumTTL (53).  fragment: fragmentFlags
+  (197) MF bit, or fragmentOffset (88) > 0.  ICMP (protocol 1/58) with dst_port 0:
+  dst_port = icmpTypeCode (32/139) or type << 8 | code (176-179).
+* sampling_rate: in the record samplingInterval (34), samplerRandomInterval (50) or
+  samplingPacketInterval/Space (305/306); else the exporter's sampler table by
+  samplerId/selectorId (48/302) from options data; else its sampler-less options rate; else 1.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .base import DecodeContext
+from .templates import Template, TemplateError, extract_fixed, extract_variable
+
+HOLD_LIMIT = 1000  # data sets held per exporter while waiting for their template
+NTP_EPOCH = 2208988800
+BYTES_IDS = (1, 85, 23, 231)
+PACKETS_IDS = (2, 86, 24, 298)
+TTL_IDS = (192, 52, 53)
+
+# Set meta: exporter, domain, export unix seconds, sysUptime ms (-1 for IPFIX).
+Meta = tuple[str, int, int, int]
+
+
+@dataclasses.dataclass
+class FlowState:
+    """What outlives a datagram: templates, held sets, sampler tables, system init times."""
+
+    templates: dict[tuple[str, int, int], Template] = dataclasses.field(default_factory=dict)
+    held: dict[str, collections.deque[tuple[int, int, bytes, Meta]]] = dataclasses.field(default_factory=dict)
+    held_keys: collections.Counter[tuple[str, int, int]] = dataclasses.field(default_factory=collections.Counter)
+    samplers: dict[tuple[str, int], dict[int, int]] = dataclasses.field(default_factory=dict)
+    default_rate: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)
+    sysinit_ms: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)
+
+
+def flow_state(ctx: DecodeContext) -> FlowState:
+    """This context's NetFlow/IPFIX state, created on first use."""
+    state = ctx.state.get("netflow")
+    if not isinstance(state, FlowState):
+        state = ctx.state["netflow"] = FlowState()
+    return state
+
+
+class SetBatch:
+    """Collects data sets of many datagrams, decodes them per template at :meth:`finish`."""
+
+    def __init__(self, ctx: DecodeContext) -> None:
+        self.ctx = ctx
+        self.state = flow_state(ctx)
+        self.groups: dict[Template, tuple[list[bytes], list[Meta]]] = {}
+
+    def error(self, exporter: str, reason: str, offset: int | None = None) -> None:
+        """Count one damaged piece of a datagram for its exporter."""
+        self.ctx.counters[(exporter, "decode_errors")] += 1
+        self.ctx.errors.add(exporter, reason, offset)
+
+    # ------------------------------------------------------------ templates
+    def install(self, meta: Meta, tid: int, template: Template | None) -> None:
+        """Add, redefine or (None) withdraw a template, then release data held for it."""
+        key = (meta[0], meta[1], tid)
+        if template is None:
+            self.state.templates.pop(key, None)
+            return
+        self.state.templates[key] = template
+        if self.state.held_keys.get(key):
+            self._release(key, template)
+
+    def withdraw_all(self, meta: Meta, options: bool) -> None:
+        """IPFIX withdrawal of every (options) template of one observation domain."""
+        for key in [k for k, t in self.state.templates.items() if k[:2] == meta[:2] and t.options == options]:
+            del self.state.templates[key]
+
+    # ------------------------------------------------------------ data sets
+    def data_set(self, meta: Meta, tid: int, body: bytes) -> None:
+        """A data set body (after its 4-byte header): decode now if its template is known, else hold it."""
+        template = self.state.templates.get((meta[0], meta[1], tid))
+        if template is None:
+            self._hold(meta, tid, body)
+        elif template.options:
+            self._options(meta, template, body)
+        else:
+            chunks, metas = self.groups.setdefault(template, ([], []))
+            chunks.append(body)
+            metas.append(meta)
+
+    def _hold(self, meta: Meta, tid: int, body: bytes) -> None:
+        exporter = meta[0]
+        self.ctx.counters[(exporter, "template_misses")] += 1
+        queue = self.state.held.setdefault(exporter, collections.deque())
+        if len(queue) >= HOLD_LIMIT:
+            domain, old_tid, _, _ = queue.popleft()
+            self.state.held_keys[(exporter, domain, old_tid)] -= 1
+            self.ctx.counters[(exporter, "held_dropped")] += 1
+            self.ctx.errors.add(exporter, f"data for template {old_tid} dropped: template never arrived")
+        queue.append((meta[1], tid, body, meta))
+        self.state.held_keys[(exporter, meta[1], tid)] += 1
+
+    def _release(self, key: tuple[str, int, int], template: Template) -> None:
+        queue = self.state.held[key[0]]
+        keep: collections.deque[tuple[int, int, bytes, Meta]] = collections.deque()
+        for item in queue:
+            if (item[0], item[1]) == key[1:]:
+                self.data_set(item[3], item[1], item[2])
+            else:
+                keep.append(item)
+        self.state.held[key[0]] = keep
+        self.state.held_keys[key] = 0
+
+    # ------------------------------------------------------------ options data
+    def _options(self, meta: Meta, template: Template, body: bytes) -> None:
+        """Sampler tables and system init time from options records (few: decoded at once)."""
+        cols, _, n = self._decode(template, [body])
+        key = meta[:2]
+        if 160 in cols and n:
+            self.state.sysinit_ms[key] = int(cols[160][-1]) & 0x7FFFFFFFFFFF
+        rates = record_rates(cols, n)
+        if rates is None:
+            return
+        ids = cols.get(48, cols.get(302))
+        for i in range(n):
+            if rates[i] == 0:
+                continue
+            if ids is None:
+                self.state.default_rate[key] = min(int(rates[i]), 0xFFFFFFFF)
+            else:
+                self.state.samplers.setdefault(key, {})[int(ids[i])] = min(int(rates[i]), 0xFFFFFFFF)
+
+    def _decode(self, template: Template, chunks: list[bytes]) -> tuple[dict[int, np.ndarray], np.ndarray, int]:
+        """Wanted columns of every record in chunks, and each record's chunk index."""
+        layout = template.layout
+        if layout.reclen:
+            counts = np.array([len(c) // layout.reclen for c in chunks], dtype=np.int64)
+            data = b"".join(c[: k * layout.reclen] for c, k in zip(chunks, counts.tolist(), strict=True))
+            cols = extract_fixed(layout, data)
+            return cols, np.repeat(np.arange(len(chunks)), counts), int(counts.sum())
+        lens = np.array([len(c) for c in chunks], dtype=np.int64)
+        ends = np.cumsum(lens)
+        cols, set_index = extract_variable(layout, b"".join(chunks), ends - lens, ends)
+        return cols, set_index, len(set_index)
+
+    # ------------------------------------------------------------ output
+    def finish(self, exporter_index: dict[str, int]) -> list[dict[str, np.ndarray]]:
+        """Decode every collected data set: one dict of FLOW columns per template."""
+        out = []
+        for template, (chunks, metas) in self.groups.items():
+            try:
+                cols, chunk_of, n = self._decode(template, chunks)
+                if n:
+                    out.append(self._columns(cols, chunk_of, metas, n, exporter_index))
+            except (ValueError, OverflowError, IndexError) as exc:  # values no exporter sends
+                for exporter in {m[0] for m in metas}:
+                    self.error(exporter, f"undecodable data for template {template.fields[:4]}...: {exc}")
+        self.groups = {}
+        return out
+
+    def _columns(
+        self,
+        cols: dict[int, np.ndarray],
+        chunk_of: np.ndarray,
+        metas: list[Meta],
+        n: int,
+        exporter_index: dict[str, int],
+    ) -> dict[str, np.ndarray]:
+        exp = np.array([exporter_index.setdefault(m[0], len(exporter_index)) for m in metas], dtype=np.int32)
+        zero = np.zeros(n, dtype=np.uint64)
+        res: dict[str, np.ndarray] = {"exporter": exp[chunk_of]}
+        res["src_addr"] = address(cols.get(8), cols.get(27), n)
+        res["dst_addr"] = address(cols.get(12), cols.get(28), n)
+        res["src_port"] = cols.get(7, zero).astype(np.uint16)
+        proto = cols.get(4, zero).astype(np.uint8)
+        res["protocol"] = proto
+        res["dst_port"] = dst_port(cols, proto, zero)
+        res["tcp_flags"] = cols.get(6, zero).astype(np.uint8)
+        res["ttl"] = first_of(cols, TTL_IDS, zero).astype(np.uint8)
+        frag = (cols[197] & np.uint64(0x20)) != 0 if 197 in cols else np.zeros(n, dtype=bool)
+        res["fragment"] = frag | (cols[88] > 0) if 88 in cols else frag
+        res["bytes"] = first_of(cols, BYTES_IDS, zero)
+        res["packets"] = first_of(cols, PACKETS_IDS, zero)
+        res["in_if"] = cols.get(10, zero).astype(np.uint32)
+        res["out_if"] = cols.get(14, zero).astype(np.uint32)
+        res["ts"] = self._times(cols, metas, chunk_of)
+        res["sampling_rate"] = self._rates(cols, n, metas, chunk_of)
+        return res
+
+    def _times(self, cols: dict[int, np.ndarray], metas: list[Meta], chunk_of: np.ndarray) -> np.ndarray:
+        """Flow start in µs since the epoch (see the module docstring for the order)."""
+        export_us = np.array([m[2] for m in metas], dtype=np.int64)[chunk_of] * 1_000_000
+        if 152 in cols:
+            return cols[152].astype(np.int64) * 1000
+        if 150 in cols:
+            return cols[150].astype(np.int64) * 1_000_000
+        for fid in (154, 156):
+            if fid in cols:
+                v = cols[fid]
+                frac = ((v & np.uint64(0xFFFFFFFF)) * np.uint64(1_000_000)) >> np.uint64(32)
+                return ((v >> np.uint64(32)).astype(np.int64) - NTP_EPOCH) * 1_000_000 + frac.astype(np.int64)
+        if 22 not in cols:
+            return export_us
+        first = cols[22].astype(np.int64)
+        uptime = np.array([m[3] for m in metas], dtype=np.int64)[chunk_of]
+        if metas[0][3] >= 0:  # NetFlow v9: relative to the header's sysUptime (32-bit ms, may wrap)
+            ago = ((uptime - first) & 0xFFFFFFFF).astype(np.uint32).view(np.int32).astype(np.int64)
+            return export_us - ago * 1000
+        if 160 in cols:
+            return (cols[160].astype(np.int64) + first) * 1000
+        init = np.array([self.state.sysinit_ms.get(m[:2], -1) for m in metas], dtype=np.int64)[chunk_of]
+        return np.where(init >= 0, (init + first) * 1000, export_us)
+
+    def _rates(self, cols: dict[int, np.ndarray], n: int, metas: list[Meta], chunk_of: np.ndarray) -> np.ndarray:
+        """Sampling rate per record: the record's own, else its sampler's, else the exporter's, else 1."""
+        rate = np.array([self.state.default_rate.get(m[:2], 1) for m in metas], dtype=np.int64)[chunk_of]
+        ids = cols.get(48, cols.get(302))
+        if ids is not None:
+            by_key: dict[tuple[str, int], list[int]] = {}
+            for i, m in enumerate(metas):
+                by_key.setdefault(m[:2], []).append(i)
+            for key, chunks in by_key.items():
+                table = self.state.samplers.get(key)
+                if not table:
+                    continue
+                sel = np.isin(chunk_of, chunks) if len(by_key) > 1 else np.ones(n, dtype=bool)
+                for sid in np.unique(ids[sel]).tolist():
+                    if sid in table:
+                        rate[sel & (ids == sid)] = table[sid]
+        own = record_rates(cols, n)
+        if own is not None:
+            rate = np.where(own > 0, own, rate)
+        return np.clip(rate, 1, 0xFFFFFFFF).astype(np.uint32)
+
+
+def record_rates(cols: dict[int, np.ndarray], n: int) -> np.ndarray | None:
+    """Per-record sampling rate from the record's own fields (0 where absent), or None."""
+    if 305 in cols:
+        interval = cols[305].astype(np.int64)
+        space = cols.get(306, np.zeros(n, dtype=np.uint64)).astype(np.int64)
+        return np.where(interval > 0, (interval + space) // np.maximum(interval, 1), 0)
+    for fid in (34, 50):
+        if fid in cols:
+            return cols[fid].astype(np.int64)
+    return None
+
+
+def first_of(cols: dict[int, np.ndarray], ids: tuple[int, ...], default: np.ndarray) -> np.ndarray:
+    """The first of several fields the template has."""
+    for fid in ids:
+        if fid in cols:
+            return cols[fid].astype(np.uint64)
+    return default
+
+
+def address(v4: np.ndarray | None, v6: np.ndarray | None, n: int) -> np.ndarray:
+    """(n, 16) addresses: IPv4 mapped where the template has IPv4 (and it is set or no IPv6 is)."""
+    out = np.zeros((n, 16), dtype=np.uint8)
+    if v6 is not None:
+        out[:] = v6
+    if v4 is not None:
+        use = (v4 != 0) if v6 is not None else np.ones(n, dtype=bool)
+        mapped = np.zeros((n, 16), dtype=np.uint8)
+        mapped[:, 10:12] = 0xFF
+        mapped[:, 12:] = v4.astype(">u4").view(np.uint8).reshape(-1, 4)
+        out[use] = mapped[use]
+    return out
+
+
+def dst_port(cols: dict[int, np.ndarray], proto: np.ndarray, zero: np.ndarray) -> np.ndarray:
+    """Destination port; for ICMP/ICMPv6 without one, type << 8 | code as NetFlow does."""
+    port = cols.get(11, zero)
+    icmp: Any = None
+    for code_id, type_id, code2_id in ((32, 176, 177), (139, 178, 179)):
+        if code_id in cols:
+            icmp = cols[code_id] if icmp is None else np.where(icmp > 0, icmp, cols[code_id])
+        elif type_id in cols:
+            tc = (cols[type_id] << np.uint64(8)) | cols.get(code2_id, zero)
+            icmp = tc if icmp is None else np.where(icmp > 0, icmp, tc)
+    if icmp is not None:
+        is_icmp = ((proto == 1) | (proto == 58)) & (port == 0)
+        port = np.where(is_icmp, icmp, port)
+    return port.astype(np.uint16)
+
+
+TemplateParser = Callable[[bytes, int, int, Meta, SetBatch], None]
+
+
+def walk_sets(
+    payload: bytes, pos: int, end: int, meta: Meta, batch: SetBatch, parsers: dict[int, TemplateParser]
+) -> None:
+    """Walk the sets of one v9/IPFIX message: template sets go to ``parsers`` by set id, data sets to the batch.
+
+    A set that runs past the message is decoded as far as it goes and counted; a set
+    length under 4 stops the walk (the rest cannot be located).
+    """
+    exporter = meta[0]
+    while pos + 4 <= end:
+        set_id, length = struct.unpack_from("!HH", payload, pos)
+        if length < 4:
+            if not any(payload[pos:end]):
+                return  # zero fill after the last set
+            batch.error(exporter, f"set length {length} < 4", pos)
+            return
+        set_end = pos + length
+        if set_end > end:
+            batch.error(exporter, f"set of {length} bytes runs past the message end", pos)
+            set_end = end
+        if set_id >= 256:
+            batch.data_set(meta, set_id, payload[pos + 4 : set_end])
+        elif set_id in parsers:
+            try:
+                parsers[set_id](payload, pos + 4, set_end, meta, batch)
+            except (TemplateError, struct.error) as exc:
+                batch.error(exporter, f"bad template set: {exc}", pos)
+        else:
+            batch.error(exporter, f"reserved set id {set_id}", pos)
+        pos = set_end
