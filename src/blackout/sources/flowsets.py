@@ -274,16 +274,15 @@ def first_of(cols: dict[int, np.ndarray], ids: tuple[int, ...], default: np.ndar
 
 def address(v4: np.ndarray | None, v6: np.ndarray | None, n: int) -> np.ndarray:
     """(n, 16) addresses: IPv4 mapped where the template has IPv4 (and it is set or no IPv6 is)."""
-    out = np.zeros((n, 16), dtype=np.uint8)
-    if v6 is not None:
-        out[:] = v6
-    if v4 is not None:
-        use = (v4 != 0) if v6 is not None else np.ones(n, dtype=bool)
-        mapped = np.zeros((n, 16), dtype=np.uint8)
-        mapped[:, 10:12] = 0xFF
-        mapped[:, 12:] = v4.astype(">u4").view(np.uint8).reshape(-1, 4)
-        out[use] = mapped[use]
-    return out
+    if v4 is None:
+        return np.ascontiguousarray(v6) if v6 is not None else np.zeros((n, 16), dtype=np.uint8)
+    words = np.zeros((n, 4), dtype=">u4")
+    words[:, 2] = 0xFFFF
+    words[:, 3] = v4
+    mapped = words.view(np.uint8).reshape(n, 16)
+    if v6 is None:
+        return mapped
+    return np.where((v4 != 0)[:, None], mapped, v6).astype(np.uint8)
 
 
 def dst_port(cols: dict[int, np.ndarray], proto: np.ndarray, zero: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 
 from .flowsets import Meta, SetBatch, TemplateParser, walk_sets
-from .templates import Template, TemplateError, check_template, fields_size, parse_fields
+from .templates import TemplateError, check_template, fields_size, make_template, parse_fields
 
 HEADER = struct.Struct("!HHIII")  # version 10, message length, export time, sequence, observation domain
 
@@ -42,7 +42,7 @@ def _template_records(buf: bytes, pos: int, end: int, meta: Meta, batch: SetBatc
                 raise TemplateError(f"options template {tid}: {scope_count} scope fields of {count}")
         fields = parse_fields(buf, pos + head, end, count, enterprise_bit=True)
         check_template(fields)
-        batch.install(meta, tid, Template(fields, options=options))
+        batch.install(meta, tid, make_template(fields, options))
         pos += head + fields_size(count, fields)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 
 from .flowsets import Meta, SetBatch, TemplateParser, walk_sets
-from .templates import SCOPE_BASE, Template, TemplateError, check_template, parse_fields
+from .templates import SCOPE_BASE, TemplateError, check_template, make_template, parse_fields
 
 HEADER = struct.Struct("!HHIIII")  # version, count, sysUptime ms, unix secs, sequence, source id
 
@@ -26,7 +26,7 @@ def _templates(buf: bytes, pos: int, end: int, meta: Meta, batch: SetBatch) -> N
             raise TemplateError(f"template id {tid} < 256")
         fields = parse_fields(buf, pos + 4, end, count, enterprise_bit=False)
         check_template(fields)
-        batch.install(meta, tid, Template(fields))
+        batch.install(meta, tid, make_template(fields))
         pos += 4 + 4 * count
 
 
@@ -42,7 +42,7 @@ def _options_templates(buf: bytes, pos: int, end: int, meta: Meta, batch: SetBat
         options = parse_fields(buf, pos + 6 + scope_len, end, opt_len // 4, enterprise_bit=False)
         fields = tuple((SCOPE_BASE + t, n) for t, n in scopes) + options
         check_template(fields)
-        batch.install(meta, tid, Template(fields, options=True))
+        batch.install(meta, tid, make_template(fields, True))
         pos += 6 + scope_len + opt_len
         if pos + 2 <= end and buf[pos : pos + 2] == b"\0\0":
             pos += 2  # some exporters pad each record to 4 bytes

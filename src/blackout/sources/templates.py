@@ -79,9 +79,13 @@ class TemplateError(ValueError):
     """A template record that cannot be used (no fields, zero-length records, runs past its set)."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Template:
-    """One (options) template: its fields in wire order, and whether it describes option records."""
+    """One (options) template: its fields in wire order, and whether it describes option records.
+
+    Compared by identity (hashing the field tuple per data set was measurable): make them
+    with :func:`make_template`, which returns one object per distinct template.
+    """
 
     fields: tuple[tuple[int, int], ...]
     options: bool = False
@@ -89,6 +93,12 @@ class Template:
     @functools.cached_property
     def layout(self) -> Layout:
         return compile_layout(self.fields)
+
+
+@functools.lru_cache(maxsize=4096)
+def make_template(fields: tuple[tuple[int, int], ...], options: bool = False) -> Template:
+    """The one Template object of these fields (exporters re-send templates every few packets)."""
+    return Template(fields, options)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +149,8 @@ def parse_fields(buf: bytes, pos: int, end: int, count: int, enterprise_bit: boo
     """Read ``count`` (type, length) specifiers; IPFIX enterprise fields (bit 15) carry a 4-byte PEN."""
     if count == 0 or count * 4 > end - pos:
         raise TemplateError(f"template with {count} fields does not fit in {end - pos} bytes")
+    if not enterprise_bit:
+        return _plain_fields(buf[pos : pos + 4 * count])
     out = []
     for _ in range(count):
         if pos + 4 > end:
@@ -152,6 +164,12 @@ def parse_fields(buf: bytes, pos: int, end: int, count: int, enterprise_bit: boo
             pos += 4
         out.append((fid, flen))
     return tuple(out)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_fields(raw: bytes) -> tuple[tuple[int, int], ...]:
+    """(type, length) pairs without enterprise numbers (NetFlow v9), cached by their bytes."""
+    return tuple(struct.iter_unpack("!HH", raw))
 
 
 def fields_size(count: int, fields: tuple[tuple[int, int], ...]) -> int:
