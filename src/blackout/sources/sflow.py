@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from ..addr import format_one
+from ..addr import format_one, from_matrix
 from ..model import FLOW_SCHEMA, TIME, Kind, empty
 from .base import DecodeContext, register_datagram, register_file
 from .rawheader import NOT_IP, OK, decode_headers
@@ -178,8 +178,8 @@ class SflowDatagrams:
         cols: list[Any] = [
             pa.array(arrival[kd], type=pa.int64()).view(TIME),
             exporter,
-            pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(k), [None, pa.py_buffer(src[k].tobytes())]),
-            pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(k), [None, pa.py_buffer(dst[k].tobytes())]),
+            from_matrix(src[k]),
+            from_matrix(dst[k]),
             pa.array(sport[k]),
             pa.array(dport[k]),
             pa.array(proto[k]),
