@@ -9,6 +9,7 @@ VXLAN's inner packet; the outermost for the L3 length).
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -63,17 +64,25 @@ def _one(node: ET.Element, name: str) -> str:
     return hits[0].get("show", "") if hits else ""
 
 
-def tshark_decode(path: Path, options: list[str] | None = None) -> tuple[list[dict], int]:
-    """Flow samples with an IP packet as tshark decodes them, and the number of counter samples."""
+@functools.lru_cache(maxsize=64)
+def tshark_pdml(path: Path, options: tuple[str, ...] = ()) -> ET.Element:
+    """tshark's PDML dissection of a capture (one run per capture and options)."""
     out = subprocess.run(
-        [need_tool("tshark"), "-r", str(path), *(options or []), "-T", "pdml"],
-        capture_output=True,
-        check=True,
-        timeout=120,
+        [need_tool("tshark"), "-r", str(path), *options, "-T", "pdml"], capture_output=True, check=True, timeout=120
     ).stdout
+    return ET.fromstring(out)
+
+
+def tshark_sflow_frames(path: Path) -> list[bool]:
+    """Per frame: did tshark dissect it as sFlow."""
+    return [any(p.get("name") == "sflow" for p in packet.iter("proto")) for packet in tshark_pdml(path).iter("packet")]
+
+
+def tshark_decode(path: Path, options: tuple[str, ...] = ()) -> tuple[list[dict], int]:
+    """Flow samples with an IP packet as tshark decodes them, and the number of counter samples."""
     flows: list[dict] = []
     counter_samples = 0
-    for packet in ET.fromstring(out).iter("packet"):
+    for packet in tshark_pdml(path, options).iter("packet"):
         parent = {c: p for p in packet.iter() for c in p}
         sflow = next((p for p in packet.iter("proto") if p.get("name") == "sflow"), None)
         if sflow is None:

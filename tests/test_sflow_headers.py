@@ -102,7 +102,7 @@ def test_rewritten_headers_match_tshark(tmp_path: Path) -> None:
     variants += [with_header(v6, h, p) for h, p in _ipv6_variants(base6, base4)]
     pcap = tmp_path / "variants.pcap"
     write_sflow_pcap(pcap, variants)
-    expected, _ = tshark_decode(pcap, ["-o", "ipv6.defragment:FALSE"])
+    expected, _ = tshark_decode(pcap, ("-o", "ipv6.defragment:FALSE"))
     rows, ctx, _ = ours(pcap)
     assert ctx.errors.total == 0
     assert len(expected) == len(variants)
