@@ -46,7 +46,7 @@ class Inputs:
         sources = []
         for path in paths:
             try:
-                data = read_input(path)
+                data = read_input(path, self.ctx.errors)
                 name = detect_format(path, data) if fmt == "auto" else fmt
                 if name not in FILE_DECODERS:
                     raise BlackoutError(f"{path}: no decoder for format {name!r}")

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import bz2
 import dataclasses
-import gzip
 import lzma
+import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -112,43 +112,54 @@ def register_datagram(decoder: DatagramDecoder) -> DatagramDecoder:
     return decoder
 
 
-def read_input(path: str) -> bytes:
+def read_input(path: str, errors: ErrorLog | None = None) -> bytes:
     """The whole file, gzip/bzip2/xz decompressed transparently (by magic, not by name).
 
-    A damaged compressed stream yields what decompressed before the damage; the
-    damage itself is reported by the decoder as a truncated record.
+    A damaged or truncated compressed stream yields what decompressed before the
+    damage, and the damage is counted in ``errors`` (with its compressed offset).
     """
     try:
         with open(path, "rb") as fh:
             raw = fh.read()
     except OSError as exc:
         raise InputError(path, f"cannot read: {exc.strerror or exc}") from exc
-    return decompress(raw)
+    data, problem = decompress(raw)
+    if problem is not None and errors is not None:
+        errors.add(path, problem[0], problem[1])
+    return data
 
 
-def decompress(raw: bytes) -> bytes:
-    """Decompress gzip, bzip2 or xz content; return anything else as it is."""
+def decompress(raw: bytes) -> tuple[bytes, tuple[str, int] | None]:
+    """Decompress gzip, bzip2 or xz content (concatenated streams too); anything else as it is.
+
+    Returns the data and, when the stream was damaged or cut, (reason, compressed offset).
+    """
     if raw[:2] == b"\x1f\x8b":
-        return _partial(gzip.GzipFile, raw)
+        return _streams(raw, lambda: zlib.decompressobj(wbits=31), "gzip")
     if raw[:3] == b"BZh":
-        return _partial(bz2.BZ2File, raw)
+        return _streams(raw, bz2.BZ2Decompressor, "bzip2")
     if raw[:6] == b"\xfd7zXZ\x00":
-        return _partial(lzma.LZMAFile, raw)
-    return raw
+        return _streams(raw, lzma.LZMADecompressor, "xz")
+    return raw, None
 
 
-def _partial(opener: Any, raw: bytes) -> bytes:
-    """Read as much of a compressed stream as is intact (truncated archives are common)."""
-    import io
-
+def _streams(raw: bytes, make: Callable[[], Any], name: str) -> tuple[bytes, tuple[str, int] | None]:
+    """Decompress stream after stream, keeping whatever came out before any damage."""
     out = bytearray()
-    with opener(io.BytesIO(raw)) as fh:
+    rest = raw
+    while rest:
+        offset = len(raw) - len(rest)
+        engine = make()
         try:
-            while chunk := fh.read(1 << 20):
-                out += chunk
-        except (EOFError, OSError, lzma.LZMAError):
-            pass
-    return bytes(out)
+            out += engine.decompress(rest)
+        except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError):
+            return bytes(out), (f"damaged {name} stream", offset)
+        if not engine.eof:
+            return bytes(out), (f"truncated {name} stream", len(raw))
+        rest = engine.unused_data
+        if rest.strip(b"\x00") == b"":
+            break  # padding after the last stream
+    return bytes(out), None
 
 
 # Sniffing order: formats with strong magic numbers first, loose ones last.
