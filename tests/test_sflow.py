@@ -94,6 +94,16 @@ def test_good_samples_kept_before_damage() -> None:
     assert ctx.errors.by_reason() == {"sample_truncated": 1}
 
 
+def test_trailing_bytes_counted() -> None:
+    """Bytes after the announced samples are counted; the samples are kept."""
+    path = DATA / "flow" / "akvorado" / "sflow" / "data-1140.pcap"
+    payload = udp_payloads(path)[0][0]
+    ctx = DecodeContext()
+    batch = DATAGRAMS.decode([payload + payload[:100]], ["x"], np.array([0]), ctx)
+    assert batch.num_rows == len(ours(path)[0])
+    assert ctx.errors.by_reason() == {"trailing_bytes": 1}
+
+
 def test_file_decoder(tmp_path: Path) -> None:
     """A file of one raw datagram decodes like the datagram, in batches of ctx.batch_size."""
     path = DATA / "flow" / "akvorado" / "sflow" / "data-1140.pcap"

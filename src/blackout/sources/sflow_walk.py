@@ -36,6 +36,7 @@ REASONS = (
     "records_missing",  # 7: a sample ends before its announced records
     "record_truncated",  # 8: a record's length runs past its sample
     "header_malformed",  # 9: a raw packet header record whose header length runs past the record
+    "trailing_bytes",  # 10: bytes after the announced samples
 )
 
 # Compact ifIndex encoding (sFlow v5 section 5, "interface"): 2 format bits, 30 value bits.
@@ -225,6 +226,8 @@ def walk(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple:
                 er_code[ne] = scode
                 er_off[ne] = q - s
                 ne += 1
+        if code == 0 and p < e:
+            code = 10
         if code != 0 and ne < ecap:
             er_dg[ne] = d
             er_code[ne] = code
