@@ -1,0 +1,216 @@
+"""BMP (RFC 7854) byte streams → ROUTE_SCHEMA batches: the ``bmp`` file decoder and :class:`BmpStream`.
+
+A BMP session is a TCP byte stream of messages; :class:`BmpStream` consumes it
+in pieces of any size (the live listener feeds it what ``recv`` returns) and a
+file holding such a stream is read by feeding it once.  What becomes rows:
+
+* Route Monitoring: the BGP UPDATE inside, one row per prefix (withdrawals,
+  then announcements, as the MRT reader, whose UPDATE and attribute decoding
+  is reused: see :mod:`.bmp_kernel`);
+* Peer Up: a STATE row Established (old_state 5 OpenConfirm, new_state 6);
+* Peer Down: a STATE row Idle (6 → 1), which makes the routing state drop
+  the peer's routes.
+
+Initiation, Termination, Statistics, Route Mirroring and End-of-RIB markers are
+only counted.  ``ts`` is the per-peer header's time, or the arrival time when
+the router leaves it zero.
+
+The model has no column for the monitoring view, so it is kept in
+``collector``: ``<name>`` for pre-policy Adj-RIB-In, ``<name>:post`` for
+post-policy (the L flag), ``<name>:out`` / ``<name>:out-post`` for Adj-RIB-Out
+(RFC 8671) and ``<name>:loc`` for Loc-RIB (RFC 9069).  A router monitoring
+both pre and post policy thus gives two independent views of each peer, and a
+Peer Down gives one STATE row per view the peer was seen in.  ``<name>`` is
+``bmp:<router address>`` live, the file's base name for a file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Iterator
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from numba import types
+from numba.typed import Dict
+
+from ..errors import DecodeError, Truncated
+from ..model import ROUTE_SCHEMA, Kind
+from . import bmp_kernel as B
+from . import mrt_kernel as K
+from .base import DecodeContext, register_file
+from .mrt import MrtDecoder, _Chunk
+
+SUFFIXES = ("", ":post", ":out", ":out-post", ":loc")  # indexed by bmp_kernel.V_*
+CHUNK_ROWS = 16384  # rows per kernel call; small enough that many sessions stay cheap
+
+
+@dataclasses.dataclass
+class _Rows:
+    """The filled part of a kernel chunk, shaped as :class:`.mrt._Chunk` for its assembler."""
+
+    rows: tuple[np.ndarray, ...]
+    blobs: tuple[np.ndarray, ...]
+
+
+class BmpStream:
+    """Incremental parser of one BMP session: feed() bytes, get ROUTE_SCHEMA batches.
+
+    ``collector`` names the rows (suffixed per view), ``source`` names the
+    stream in ``ctx.errors`` and ``ctx.counters``.  Per-peer state (add-path,
+    views seen) lives here, so one object must see the whole session, in order.
+    ``resync`` (files) steps over damaged bytes to the next plausible message;
+    without it (TCP sessions) a damaged header raises DecodeError and the
+    stream is dead: the caller should drop the session.
+    """
+
+    def __init__(self, collector: str, ctx: DecodeContext, source: str | None = None, resync: bool = False) -> None:
+        self.collector = collector
+        self.source = source or collector
+        self.ctx = ctx
+        self.resync = resync
+        self.dead = False
+        self.offset = 0  # stream offset of self._buf[0]
+        self._buf = b""
+        self._chunk = _Chunk(min(ctx.batch_size, CHUNK_ROWS))
+        self._var = np.zeros(self._chunk.cap, np.uint8)
+        self._peers = self._peer_table(256)
+        self._pdict = Dict.empty(key_type=types.int64, value_type=types.int64)
+        self._st = np.zeros(9, np.int64)
+        self._ctr = np.zeros(len(B.COUNTERS), np.int64)
+        self._names = pa.array([collector + s for s in SUFFIXES])
+
+    @staticmethod
+    def _peer_table(n: int) -> tuple[np.ndarray, ...]:
+        return (np.zeros((n, 25), np.uint8), np.full((n, 4), -1, np.int8), np.zeros(n, np.uint8), np.zeros(1, np.int64))
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete message waiting for the rest."""
+        return len(self._buf)
+
+    def feed(self, data: bytes, arrival_us: int | None = None) -> Iterator[pa.RecordBatch]:
+        """Consume bytes; yield the rows of every message they complete.
+
+        ``arrival_us`` (µs since the epoch, default now) stands in for zero
+        per-peer timestamps.  Raises DecodeError, after yielding what came
+        before, when the stream is lost (never with ``resync``).
+        """
+        if self.dead:
+            raise DecodeError(self.source, self.offset, "BMP stream already lost")
+        self._buf = self._buf + data if self._buf else bytes(data)
+        now = time.time_ns() // 1000 if arrival_us is None else arrival_us
+        st, chunk = self._st, self._chunk
+        st[K.S_POS] = 0
+        while True:
+            st[K.S_N] = st[K.S_NBLOB] = st[K.S_NERR] = st[K.S_NEED] = 0
+            ec = (np.zeros(K.KEEP_ERRORS, np.int64), np.zeros(K.KEEP_ERRORS, np.int64), np.zeros(B.NREASONS, np.int64))
+            table = Dict.empty(key_type=types.int64, value_type=types.int64)
+            buf = np.frombuffer(self._buf, np.uint8)
+            before = self._ctr.copy()
+            B.walk(buf, chunk.cap, chunk.rows, self._var, table, chunk.blobs, ec, self._peers, self._pdict, st,
+                   self._ctr, now, self.resync)  # fmt: skip
+            self._report(ec, self._ctr - before)
+            n = int(st[K.S_N])
+            if n:
+                batch = self._assemble(buf, n, int(st[K.S_NBLOB]))
+                for start in range(0, n, self.ctx.batch_size):
+                    yield batch.slice(start, self.ctx.batch_size)
+            status = int(st[K.S_STATUS])
+            if status == B.FULL and st[K.S_NEED] > chunk.cap:
+                chunk = self._chunk = _Chunk(int(st[K.S_NEED]))
+                self._var = np.zeros(chunk.cap, np.uint8)
+            elif status == B.PEERS:
+                self._grow_peers()
+            elif status == B.FATAL:
+                self.dead = True
+                off = self.offset + int(st[K.S_FATALOFF])
+                self._buf = b""
+                raise DecodeError(self.source, off, "implausible BMP header: the stream is lost")
+            elif status == B.DONE:
+                pos = int(st[K.S_POS])
+                self.offset += pos
+                self._buf = self._buf[pos:]
+                return
+
+    def finish(self) -> None:
+        """The stream has ended: an incomplete message left over is counted and raised as Truncated."""
+        if not self._buf or self.dead:
+            return
+        got = len(self._buf)
+        needed = int.from_bytes(self._buf[1:5], "big") if got >= 6 else 6
+        self.ctx.errors.add(self.source, "truncated BMP message", self.offset)
+        self.ctx.counters[(self.source, "decode_errors")] += 1
+        off, self._buf = self.offset, b""
+        raise Truncated(self.source, off, got, needed, "BMP message")
+
+    def _grow_peers(self) -> None:
+        old = self._peers
+        new = self._peer_table(2 * len(old[2]))
+        n = int(old[3][0])
+        for a, b in zip(old[:3], new[:3], strict=True):
+            b[:n] = a[:n]
+        new[3][0] = n
+        self._peers = new
+
+    def _report(self, ec: tuple[np.ndarray, ...], counted: np.ndarray) -> None:
+        err_off, err_code, counts = ec
+        kept = np.zeros(B.NREASONS, np.int64)
+        for i in range(int(self._st[K.S_NERR])):
+            code = int(err_code[i])
+            kept[code] += 1
+            self.ctx.errors.add(self.source, B.REASONS[code], self.offset + int(err_off[i]))
+        for rest in np.nonzero(counts - kept)[0]:
+            self.ctx.errors.add(self.source, B.REASONS[rest], None, n=int(counts[rest] - kept[rest]))
+        for c in np.nonzero(counted)[0]:
+            self.ctx.counters[(self.source, B.COUNTERS[c])] += int(counted[c])
+
+    def _assemble(self, buf: np.ndarray, n: int, nblobs: int) -> pa.RecordBatch:
+        # Arrow wraps the numpy arrays without copying and the chunk is reused by the next walk:
+        # hand the assembler copies of the rows filled (cheap: n rows, not the chunk's capacity).
+        rows = _Rows(tuple(a[:n].copy() for a in self._chunk.rows), tuple(a[:nblobs] for a in self._chunk.blobs))
+        batch = MrtDecoder._assemble(buf, rows, n, nblobs, self.collector)  # type: ignore[arg-type]
+        views = self._var[:n]
+        if views.any():
+            batch = batch.set_column(1, ROUTE_SCHEMA.field("collector"), pc.take(self._names, pa.array(views)))
+        return batch
+
+
+def _sniff_header(head: bytes, q: int) -> int:
+    """Length of a plausible BMP v3 message at q, 0 if none (the next header may be cut off)."""
+    if len(head) < q + 6 or head[q] != 3 or head[q + 5] > 6:
+        return 0
+    ln = int.from_bytes(head[q + 1 : q + 5], "big")
+    least = 6 if head[q + 5] in (4, 5) else 6 + B.PEER_HDR
+    return ln if least <= ln <= B.MAX_LEN else 0
+
+
+class BmpDecoder:
+    """The ``bmp`` file decoder: a file holding a raw BMP byte stream (as a collector would record it)."""
+
+    name: ClassVar[str] = "bmp"
+    kind: ClassVar[Kind] = Kind.ROUTE
+
+    def sniff(self, head: bytes) -> bool:
+        """A first plausible BMP v3 header, and a second one after it when the head reaches it."""
+        ln = _sniff_header(head, 0)
+        if not ln:
+            return False
+        return len(head) < ln + 6 or _sniff_header(head, ln) > 0
+
+    def read(self, path: str, data: bytes, ctx: DecodeContext) -> Iterator[pa.RecordBatch]:
+        """Yield ROUTE_SCHEMA batches; zero per-peer times become the file's modification time."""
+        try:
+            arrival = os.stat(path).st_mtime_ns // 1000
+        except OSError:
+            arrival = time.time_ns() // 1000
+        stream = BmpStream(os.path.basename(path), ctx, source=path, resync=True)
+        yield from stream.feed(data, arrival)
+        stream.finish()
+
+
+register_file(BmpDecoder())
