@@ -18,7 +18,7 @@ from .base import (
     read_input,
 )
 
-_MODULES = ["pcap", "sflow", "netflow"]
+_MODULES: list[str] = ["pcap", "mrt", "sflow", "netflow", "atlas", "bmp"]
 
 for _name in _MODULES:
     importlib.import_module(f"{__name__}.{_name}")

@@ -1,0 +1,80 @@
+"""The enricher detectors use: routed prefix and origin AS from the routing state, country from the RIRs.
+
+It implements :class:`~.base.Enricher`.  The routing state is the one the
+engine keeps current with each tick's route elements (``RoutingState.apply``),
+so "routed" and "origin AS" are as of the tick being processed.  The
+longest-prefix-match table is rebuilt only when the routing state changed since
+the last lookup (its ``version``).
+
+Country of an address: the RIR delegation holding it, from the files of the
+data's time (:class:`~.country.RirArchive`); else the country of its origin AS
+(same files); else, if no RIR file was given at all and ``iptocc`` is installed,
+today's delegations from that package.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from ..addr import from_matrix
+from .base import Enrichment
+from .country import Delegations, RirArchive, fallback_countries
+from .lpm import LpmTable
+from .routing import RoutingState
+
+
+class RoutingEnricher:
+    """Prefix, origin AS, country and routed flag of address columns."""
+
+    def __init__(
+        self,
+        routing: RoutingState | None = None,
+        rir: RirArchive | Delegations | None = None,
+        use_fallback: bool = True,
+    ) -> None:
+        self.routing = routing or RoutingState()
+        self.rir = rir
+        self.use_fallback = use_fallback
+        self._lpm: LpmTable | None = None
+        self._lpm_version = -1
+        self._origin = np.zeros(0, dtype=np.uint32)
+
+    def lpm(self) -> LpmTable:
+        """The longest-prefix-match table of the current routing state (default routes left out:
+        they say nothing about where an address is)."""
+        if self._lpm is None or self._lpm_version != self.routing.version:
+            view = self.routing.view()
+            rows = np.flatnonzero(view.bits > 96 * view.v4)
+            self._lpm = LpmTable(from_matrix(view.prefix[rows]), view.prefix_len[rows])
+            self._origin = view.origin[rows]
+            self._lpm_version = self.routing.version
+        return self._lpm
+
+    def delegations(self, at_us: int | None) -> Delegations | None:
+        """The RIR delegations in force at at_us, if any were given."""
+        if isinstance(self.rir, RirArchive):
+            return self.rir.at(at_us)
+        return self.rir
+
+    def lookup(self, addrs: pa.Array, at_us: int) -> Enrichment:
+        """Prefix, origin AS, country and routed flag of each address at time at_us."""
+        lpm = self.lpm()
+        rows = lpm.lookup(addrs)
+        routed = rows >= 0
+        origin = np.zeros(len(rows), dtype=np.uint32)
+        origin[routed] = self._origin[rows[routed]]
+        country = self.countries(addrs, origin, at_us)
+        return Enrichment(prefix=lpm.prefix_texts(rows), origin_asn=origin, country=country, routed=routed)
+
+    def countries(self, addrs: pa.Array, origin: np.ndarray, at_us: int | None) -> np.ndarray:
+        """Country by address, else by origin AS, else (no RIR files) from iptocc."""
+        dele = self.delegations(at_us)
+        if dele is None:
+            found = fallback_countries(addrs) if self.use_fallback else None
+            return found if found is not None else np.full(len(addrs), "", dtype=object)
+        country = dele.of_addrs(addrs)
+        unknown = (country == "") & (origin != 0)
+        if unknown.any():
+            country[unknown] = dele.of_asns(origin[unknown])
+        return country
