@@ -1,0 +1,242 @@
+"""RIPE Atlas ping results (JSON array or JSON lines) → PROBE_SCHEMA batches.
+
+The documented result object ("ping", all firmware since 4400) carries
+``timestamp`` (s), ``prb_id``, ``dst_addr``, ``sent``, ``rcvd``, ``avg`` (ms,
+-1 when nothing came back) and ``result``: one ``{"rtt": ms}`` per answer,
+``{"x": "*"}`` per loss, ``{"error": ...}`` when sending failed.  Each object
+becomes one row: prober ``atlas:<prb_id>``, method ``icmp``, rtt the mean of the
+answers (``avg``; recomputed from ``result`` when ``avg`` is absent).
+
+How: JSON lines are parsed by Arrow's C++ JSON reader over the whole buffer
+(no Python object per result); a JSON array (what the Atlas API returns by
+default) is parsed with the standard library, then gathered column-wise.  If
+Arrow refuses the buffer (a damaged line), the lines are parsed one by one so
+the good ones survive.  Destination addresses are parsed once per distinct
+address (a measurement has few targets).  Objects without a usable time, probe
+id, address or counts are counted in ``ctx.errors`` as "damaged atlas result".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from .. import addr
+from ..model import ADDR, PROBE_SCHEMA, TIME, Kind
+from .base import DecodeContext, register_file
+
+DAMAGED = "damaged atlas result"
+NOT_PING = "not a ping result"
+_FIELDS = pa.schema(
+    [
+        pa.field("type", pa.string()),
+        pa.field("timestamp", pa.float64()),
+        pa.field("prb_id", pa.float64()),
+        pa.field("dst_addr", pa.string()),
+        pa.field("sent", pa.float64()),
+        pa.field("rcvd", pa.float64()),
+        pa.field("avg", pa.float64()),
+        pa.field("result", pa.list_(pa.struct([pa.field("rtt", pa.float64())]))),
+    ]
+)
+
+
+class AtlasDecoder:
+    """The "atlas" file decoder: RIPE Atlas ping results as probe rows."""
+
+    name: ClassVar[str] = "atlas"
+    kind: ClassVar[Kind] = Kind.PROBE
+
+    def sniff(self, head: bytes) -> bool:
+        """A JSON array or object near the start that mentions a probe id."""
+        text = head.lstrip()
+        return text[:1] in (b"[", b"{") and b'"prb_id"' in head
+
+    def read(self, path: str, data: bytes, ctx: DecodeContext) -> Iterator[pa.RecordBatch]:
+        """Yield the file's ping results as PROBE_SCHEMA batches; count damaged objects."""
+        table = _parse(path, data, ctx)
+        if table.num_rows == 0:
+            return
+        out = _rows(path, table, ctx)
+        yield from out.to_batches(max_chunksize=max(1, ctx.batch_size))
+
+
+def _parse(path: str, data: bytes, ctx: DecodeContext) -> pa.Table:
+    """The needed fields of every result object as a table of _FIELDS (damaged objects counted, left out)."""
+    text = data.lstrip()
+    if text[:1] == b"[":
+        return _from_objects(path, _array_objects(path, text, ctx), ctx)
+    opts = pj.ParseOptions(explicit_schema=_FIELDS, unexpected_field_behavior="ignore")
+    try:
+        return pj.read_json(pa.BufferReader(text), parse_options=opts).select(_FIELDS.names)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass  # a damaged line somewhere: parse line by line so the good ones survive
+    objs: list[Any] = []
+    offset = len(data) - len(text)
+    for line in text.split(b"\n"):
+        if line.strip():
+            try:
+                objs.append(json.loads(line))
+            except (ValueError, RecursionError):
+                ctx.errors.add(path, DAMAGED, offset)
+        offset += len(line) + 1
+    return _from_objects(path, objs, ctx)
+
+
+def _array_objects(path: str, text: bytes, ctx: DecodeContext) -> list[Any]:
+    """The elements of a JSON array; a damaged array gives the objects decodable before the damage."""
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
+        parsed = None
+    if isinstance(parsed, list):
+        return parsed
+    if parsed is not None:
+        ctx.errors.add(path, DAMAGED, 0)
+        return []
+    decoder = json.JSONDecoder()
+    try:
+        body = text.decode("utf-8", errors="replace")
+    except Exception:  # pragma: no cover - decode with replace cannot fail
+        return []
+    objs: list[Any] = []
+    pos = 1
+    while pos < len(body):
+        while pos < len(body) and body[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= len(body) or body[pos] == "]":
+            break
+        try:
+            obj, pos = decoder.raw_decode(body, pos)
+        except (ValueError, RecursionError):
+            nxt = body.find("{", pos + 1)
+            ctx.errors.add(path, DAMAGED, pos)
+            if nxt < 0:
+                break
+            pos = nxt
+            continue
+        objs.append(obj)
+    return objs
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _rtts(result: Any) -> list[dict[str, float]] | None:
+    if not isinstance(result, list):
+        return None
+    return [{"rtt": float(r["rtt"])} for r in result if isinstance(r, dict) and _num(r.get("rtt")) is not None]
+
+
+def _from_objects(path: str, objs: list[Any], ctx: DecodeContext) -> pa.Table:
+    """Gather decoded JSON objects column-wise (non-objects counted as damaged)."""
+    good = [o for o in objs if isinstance(o, dict)]
+    if len(good) < len(objs):
+        ctx.errors.add(path, DAMAGED, None, n=len(objs) - len(good))
+    cols: dict[str, list[Any]] = {
+        "type": [o.get("type") if isinstance(o.get("type"), str) else None for o in good],
+        "timestamp": [_num(o.get("timestamp")) for o in good],
+        "prb_id": [_num(o.get("prb_id")) for o in good],
+        "dst_addr": [o.get("dst_addr") if isinstance(o.get("dst_addr"), str) else None for o in good],
+        "sent": [_num(o.get("sent")) for o in good],
+        "rcvd": [_num(o.get("rcvd")) for o in good],
+        "avg": [_num(o.get("avg")) for o in good],
+        "result": [_rtts(o.get("result")) for o in good],
+    }
+    return pa.table(cols, schema=_FIELDS)
+
+
+def _targets(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """16-byte addresses of address strings (parsed once per distinct text) and a validity mask."""
+    enc = pc.dictionary_encode(texts)
+    uniq = enc.dictionary.to_pylist()
+    parsed = np.zeros((len(uniq), 16), dtype=np.uint8)
+    ok = np.zeros(len(uniq), dtype=bool)
+    for i, text in enumerate(uniq):
+        try:
+            parsed[i] = np.frombuffer(addr.parse(text), dtype=np.uint8)
+            ok[i] = True
+        except ValueError:
+            pass
+    idx = np.asarray(pc.fill_null(enc.indices, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    valid = ~pc.is_null(enc.indices).to_numpy(zero_copy_only=False)
+    if len(uniq) == 0:
+        return np.zeros((len(texts), 16), dtype=np.uint8), np.zeros(len(texts), dtype=bool)
+    return parsed[idx], valid & ok[idx]
+
+
+def _rows(path: str, t: pa.Table, ctx: DecodeContext) -> pa.Table:
+    """Validate the parsed fields (whole columns) and build the PROBE_SCHEMA table."""
+    t = t.combine_chunks()
+
+    def col(name: str) -> np.ndarray:
+        return np.asarray(pc.fill_null(t.column(name), np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+    ts, prb, sent, rcvd, avg = col("timestamp"), col("prb_id"), col("sent"), col("rcvd"), col("avg")
+    kind = t.column("type")
+    ping = pc.fill_null(pc.equal(kind, "ping"), True).to_numpy(zero_copy_only=False)
+    target, addr_ok = _targets(t.column("dst_addr").combine_chunks())
+    with np.errstate(invalid="ignore"):
+        ok = (
+            np.isfinite(ts)
+            & (ts >= 0)
+            & (ts < 2**33)
+            & np.isfinite(prb)
+            & (prb >= 0)
+            & (prb == np.floor(prb))
+            & addr_ok
+            & np.isfinite(sent)
+            & np.isfinite(rcvd)
+            & (rcvd >= 0)
+            & (sent >= rcvd)
+            & (sent <= 65535)
+        )
+    n_not_ping = int((~ping).sum())
+    if n_not_ping:
+        ctx.errors.add(path, NOT_PING, None, n=n_not_ping)
+    bad = int((ping & ~ok).sum())
+    if bad:
+        ctx.errors.add(path, DAMAGED, None, n=bad)
+    keep = np.flatnonzero(ok & ping)
+    rtt = _mean_rtt(t.column("result").combine_chunks(), avg)[keep]
+    received = rcvd[keep]
+    rtt_valid = (received > 0) & np.isfinite(rtt) & (rtt >= 0)
+    ts_us = np.round(ts[keep] * 1e6).astype(np.int64)
+    prober = pc.binary_join_element_wise("atlas:", pa.array(prb[keep].astype(np.int64)).cast(pa.string()), "")
+    n = len(keep)
+    return pa.table(
+        [
+            pa.array(ts_us, pa.int64()).cast(TIME),
+            prober,
+            pa.Array.from_buffers(ADDR, n, [None, pa.py_buffer(np.ascontiguousarray(target[keep]).tobytes())]),
+            pa.array(np.full(n, "icmp", dtype=object), pa.string()),
+            pa.array(sent[keep].astype(np.uint16)),
+            pa.array(received.astype(np.uint16)),
+            pa.array(rtt.astype(np.float32), mask=~rtt_valid),
+        ],
+        schema=PROBE_SCHEMA,
+    )
+
+
+def _mean_rtt(result: pa.Array, avg: np.ndarray) -> np.ndarray:
+    """``avg`` where given (≥ 0), else the mean of the result's rtt values (NaN when none)."""
+    flat = pc.list_flatten(result)
+    rtt = np.asarray(pc.fill_null(pc.struct_field(flat, [0]), np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
+    lengths = np.asarray(pc.fill_null(pc.list_value_length(result), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    row = np.repeat(np.arange(len(result)), lengths)
+    good = np.isfinite(rtt)
+    sums = np.bincount(row[good], weights=rtt[good], minlength=len(result))
+    counts = np.bincount(row[good], minlength=len(result))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums / counts
+    return np.where(np.isfinite(avg) & (avg >= 0), avg, mean)
+
+
+register_file(AtlasDecoder())

@@ -1,0 +1,117 @@
+"""RIPE Atlas ping results → probe rows, checked against RIPE's own parser (ripe.atlas.sagan)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ripe.atlas.sagan import PingResult
+
+from atlas_results import ping
+from blackout import addr
+from blackout.errors import BlackoutError
+from blackout.sources import FILE_DECODERS, DecodeContext, detect_format
+from blackout.sources.atlas import DAMAGED
+
+DEC = FILE_DECODERS["atlas"]
+
+
+def results(n: int = 60, seed: int = 7) -> list[dict[str, object]]:
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        dst = rnd.choice(["175.45.176.8", "175.45.176.67", "175.45.178.79", "2001:db8::1"])
+        rtts = [rnd.choice([None, round(rnd.uniform(150, 400), 3)]) for _ in range(3)]
+        out.append(ping(1000 + i % 7, dst, 1419264000 + 240 * i, rtts))
+    return out
+
+
+def decode(data: bytes) -> tuple[pa.Table, DecodeContext]:
+    ctx = DecodeContext(batch_size=16)
+    batches = list(DEC.read("atlas.json", data, ctx))
+    table = pa.Table.from_batches(batches) if batches else pa.table({})
+    return table, ctx
+
+
+def check_against_sagan(table: pa.Table, objs: list[dict[str, object]]) -> None:
+    rows = table.to_pylist()
+    assert len(rows) == len(objs)
+    for row, obj in zip(rows, objs, strict=True):
+        ref = PingResult(obj)
+        assert not ref.is_malformed
+        assert row["prober"] == f"atlas:{ref.probe_id}"
+        assert addr.format_one(row["target"]) == ref.destination_address
+        assert int(row["ts"].timestamp()) == int(ref.created.timestamp())
+        assert row["sent"] == ref.packets_sent
+        assert row["received"] == ref.packets_received
+        assert row["method"] == "icmp"
+        if ref.packets_received:
+            assert row["rtt_ms"] == pytest.approx(ref.rtt_average, abs=1e-3)
+        else:
+            assert row["rtt_ms"] is None
+
+
+@pytest.mark.parametrize("layout", ["array", "lines"])
+def test_matches_sagan(layout: str) -> None:
+    objs = results()
+    data = json.dumps(objs).encode() if layout == "array" else "\n".join(json.dumps(o) for o in objs).encode() + b"\n"
+    assert detect_format("x", data) == "atlas"
+    table, ctx = decode(data)
+    check_against_sagan(table, objs)
+    assert ctx.errors.total == 0
+
+
+def test_damaged_objects_are_counted_and_the_rest_kept() -> None:
+    objs = results(20)
+    lines = [json.dumps(o) for o in objs]
+    lines.insert(5, '{"prb_id": 12, "timestamp": 14192')  # cut in the middle
+    lines.insert(9, json.dumps({**objs[0], "dst_addr": "not an address"}))
+    lines.insert(11, json.dumps({**objs[0], "rcvd": 9}))  # more answers than packets sent
+    lines.insert(13, json.dumps({**objs[0], "type": "traceroute"}))
+    table, ctx = decode("\n".join(lines).encode())
+    check_against_sagan(table, objs)
+    assert ctx.errors.by_reason() == {DAMAGED: 3, "not a ping result": 1}
+
+
+def test_damaged_array_keeps_what_precedes_the_damage() -> None:
+    objs = results(10)
+    text = json.dumps(objs)
+    cut = text.index('{"af"', len(text) // 2)
+    table, ctx = decode((text[: cut + 40] + "\x00garbage").encode())
+    assert 0 < table.num_rows < len(objs)
+    check_against_sagan(table, objs[: table.num_rows])
+    assert ctx.errors.total >= 1
+
+
+def test_old_firmware_without_avg_uses_the_answers() -> None:
+    obj = ping(5, "175.45.176.8", 1419264000, [200.0, None, 300.0], fw=4600)
+    del obj["avg"]
+    table, _ = decode(json.dumps([obj]).encode())
+    assert table.column("rtt_ms").to_pylist() == [pytest.approx(250.0)]
+
+
+def test_sniff() -> None:
+    assert DEC.sniff(b'  [{"af": 4, "prb_id": 3}]')
+    assert not DEC.sniff(b'{"hello": 1}')
+    assert not DEC.sniff(b"\xd4\xc3\xb2\xa1")
+
+
+SEED = json.dumps(results(12)).encode()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fuzz_never_raises_foreign_errors(data: st.DataObject) -> None:
+    raw = bytearray(SEED if data.draw(st.booleans()) else b"\n".join(json.dumps(o).encode() for o in results(12)))
+    for _ in range(data.draw(st.integers(0, 12))):
+        pos = data.draw(st.integers(0, len(raw) - 1))
+        raw[pos] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        raw = raw[: data.draw(st.integers(0, len(raw)))]
+    with contextlib.suppress(BlackoutError):
+        decode(bytes(raw))
