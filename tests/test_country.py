@@ -123,7 +123,7 @@ def test_enricher_on_jinx_and_apnic_2014() -> None:
 
 def test_fallback_package_when_no_file_is_given() -> None:
     """Without RIR files the optional iptocc package answers (KP has held 175.45.176.0/22 since 2009)."""
-    pytest.importorskip("iptocc")
+    # iptocc is in the test extra: None here (not installed) fails the test
     got = fallback_countries(addr.from_strings(["175.45.176.1", "175.45.176.1", "10.0.0.1"]))
     assert got is not None and got.tolist() == ["KP", "KP", ""]
     enricher = RoutingEnricher(RoutingState(), None)

@@ -236,6 +236,15 @@ def test_fuzz_random_elements_match_the_oracle(ops: list[tuple[str, int, int, in
     step = max(1, len(lines) // parts)
     for lo in range(0, len(lines), step):
         state.apply(routes_table(lines[lo : lo + step]))
-    assert state_arrow(state.routes()).equals(oracle_arrow(oracle_table(tuple(lines))))
-    state.snapshot()
+    oracle = oracle_table(tuple(lines))
+    assert state_arrow(state.routes()).equals(oracle_arrow(oracle))
+    origins: dict[str, Counter[int]] = {}
+    for (_, pfx), (origin, _) in oracle.items():
+        origins.setdefault(pfx, Counter())[origin or 0] += 1
+    snap = state.snapshot()
+    got = {
+        str(addr.format_prefix(p, n)): o
+        for p, n, o in zip(*[snap.column(c).to_pylist() for c in ("prefix", "prefix_len", "origin_asn")], strict=True)
+    }
+    assert got == {p: min(a for a, k in c.items() if k == max(c.values())) for p, c in origins.items()}
     state.visible_slash24_by_asn()

@@ -179,11 +179,12 @@ class RoutingState:
         self.origin[upd] = origin[src[afound]]
         self.path[upd] = path_ids[afound]
         self.updated_us[upd] = ts[src[afound]]
-        self.version += 1
+        self.version += bool(len(upd))
         dele = pos[~ann & found]
         at, new = apos[~afound], src[~afound]
         if len(at) == 0 and len(dele) == 0:
             return
+        self.version += 1
         new_keys = ukeys[ann][~afound]
         self.keys = np.insert(self.keys, at, new_keys)
         self.origin = np.insert(self.origin, at, origin[new])

@@ -108,12 +108,22 @@ def prefix_view(
 
 
 def _mode_origin(group: np.ndarray, origin: np.ndarray, n_groups: int) -> np.ndarray:
-    """The most frequent origin per group (groups ascending), ties to the lowest AS number."""
+    """The most frequent origin per group (rows sorted by group), ties to the lowest AS number.
+
+    Most prefixes have one origin at every peer: those are read off directly, and only the
+    rows of prefixes with several origins are sorted."""
     out = np.zeros(n_groups, dtype=np.uint32)
     if len(group) == 0:
         return out
-    order = np.lexsort((origin, group))
-    g, o = group[order], origin[order]
+    starts = np.flatnonzero(np.diff(group, prepend=-1))
+    lo, hi = np.minimum.reduceat(origin, starts), np.maximum.reduceat(origin, starts)
+    out[group[starts]] = lo
+    mixed = np.flatnonzero((lo != hi)[np.cumsum(np.diff(group, prepend=-1) != 0) - 1])
+    if len(mixed) == 0:
+        return out
+    g, o = group[mixed], origin[mixed]
+    order = np.lexsort((o, g))
+    g, o = g[order], o[order]
     start = np.ones(len(g), dtype=bool)
     start[1:] = (g[1:] != g[:-1]) | (o[1:] != o[:-1])
     runs = np.flatnonzero(start)
