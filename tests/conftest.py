@@ -22,3 +22,20 @@ def need_tool(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is not installed: run `make test`, which apt-gets it")
     return path
+
+
+@pytest.fixture(scope="session")
+def kp_scenario(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Dec-2014 North Korea scenario, generated once per test session by blackout's own generator."""
+    from blackout.scenario.kp2014 import plan
+    from blackout.scenario.render import render
+
+    out = tmp_path_factory.mktemp("kp-2014")
+    render(
+        plan(),
+        out,
+        str(DATA / "mrt/routeviews.route-views.jinx.ribs.1401487200.bz2"),
+        str(DATA / "asn/asnames.json.gz"),
+        seed=20141222,
+    )
+    return out

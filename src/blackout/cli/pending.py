@@ -9,7 +9,6 @@ import sys
 PENDING = {
     "report": ("daily ATLAS-style report of attacks and outages with verdicts (md, json, html, csv)", 7),
     "serve": ("REST API and web dashboard over the store", 9),
-    "scenario": ("write the Dec-2014 North Korea reconstruction as real-format telemetry", 8),
 }
 
 
