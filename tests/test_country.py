@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 
 from bgpdump_oracle import jinx_tables
 from blackout import addr
+from blackout.config import Config
 from blackout.enrich.asnames import AsNames
 from blackout.enrich.country import Delegations, RirArchive, fallback_countries
-from blackout.enrich.enricher import RoutingEnricher
+from blackout.enrich.enricher import EnrichConfig, RoutingEnricher
 from blackout.enrich.routing import RoutingState
 from blackout.errors import BlackoutError
 from conftest import DATA
@@ -119,6 +120,16 @@ def test_enricher_on_jinx_and_apnic_2014() -> None:
     assert (enricher.lookup(probe.take(pick), MAY_2014).country == by_as[pick]).all()
     counts = state.visible_slash24_by_country(dele)
     assert dict(zip(counts.column("country").to_pylist(), counts.column("slash24").to_pylist(), strict=True))["KP"] == 4
+
+
+def test_enricher_from_config_shares_the_routing_state() -> None:
+    """The [enrich] section names the RIR files; the enricher reads the state the engine fills later."""
+    cfg = Config.load(overrides=[f'enrich.rir_files=["{RIR[0]}"]']).section("enrich", EnrichConfig)
+    state = RoutingState()
+    enricher = RoutingEnricher.from_config(cfg, state)
+    state.apply(jinx_tables()[0])
+    got = enricher.lookup(addr.from_strings(["175.45.176.1"]), MAY_2014)
+    assert (got.prefix, got.country.tolist()) == (["175.45.176.0/24"], ["KP"])
 
 
 def test_fallback_package_when_no_file_is_given() -> None:

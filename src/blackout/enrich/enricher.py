@@ -14,14 +14,29 @@ today's delegations from that package.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyarrow as pa
 
 from ..addr import from_matrix
-from .base import Enrichment
+from ..config import register_section
+from .base import Enricher, Enrichment
 from .country import Delegations, RirArchive, fallback_countries
 from .lpm import LpmTable
 from .routing import RoutingState
+
+
+@dataclasses.dataclass
+class EnrichConfig:
+    """[enrich] section: where countries come from."""
+
+    rir_files: list[str] = dataclasses.field(default_factory=list)  # delegated-*.txt, several days allowed
+    country_fallback: bool = True  # without rir_files, ask the iptocc package (today's data) if installed
+
+
+register_section("enrich", EnrichConfig)
 
 
 class RoutingEnricher:
@@ -33,12 +48,18 @@ class RoutingEnricher:
         rir: RirArchive | Delegations | None = None,
         use_fallback: bool = True,
     ) -> None:
-        self.routing = routing or RoutingState()
+        self.routing = routing if routing is not None else RoutingState()  # an empty state is falsy
         self.rir = rir
         self.use_fallback = use_fallback
         self._lpm: LpmTable | None = None
         self._lpm_version = -1
         self._origin = np.zeros(0, dtype=np.uint32)
+
+    @classmethod
+    def from_config(cls, config: EnrichConfig, routing: RoutingState | None = None) -> RoutingEnricher:
+        """The enricher an [enrich] section describes, over the given routing state."""
+        rir = RirArchive(config.rir_files) if config.rir_files else None
+        return cls(routing, rir, use_fallback=config.country_fallback)
 
     def lpm(self) -> LpmTable:
         """The longest-prefix-match table of the current routing state (default routes left out:
@@ -78,3 +99,7 @@ class RoutingEnricher:
         if unknown.any():
             country[unknown] = dele.of_asns(origin[unknown])
         return country
+
+
+if TYPE_CHECKING:  # mypy checks that RoutingEnricher satisfies the Enricher protocol
+    _PROTOCOL_CHECK: Enricher = RoutingEnricher()
