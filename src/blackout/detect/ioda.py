@@ -1,0 +1,225 @@
+"""IODA's alert rule, vectorised over many time series at once, plus its event arithmetic.
+
+IODA (CAIDA / Georgia Tech) compares each new value of a signal with the
+median of a sliding window of its history: ratio = value ÷ median.  Windows
+and thresholds per datasource (published): BGP 24 h, warning below 99 %,
+critical below 50 %; active probing 7 days, 80 % / 50 %; traffic (telescope)
+7 days, 25 % / 10 %.  No alert during the first 3,600 s of a series (warm-up).
+Inpainting: while the ratio is below 0.8 or above 2, the *predicted* value (the
+median) goes into the history instead of the real one, for at most 7 days;
+after that the real values go in and the change becomes the new normal.
+Alerts are squashed to transitions, an event runs from the first non-normal
+alert to the next normal one, and its score is the "alert area":
+Σ drop × minutes with drop = |history − value| / max(history, value) × 100.
+
+:class:`Tracker` runs that rule for every row (entity) of one signal in one
+step per bin: ring buffers of shape (rows, window bins) and ``nanmedian`` over
+the rows whose window changed since the last bin (a BGP count that did not
+move costs nothing), so all ASes of a full table stay feasible.  The "fast"
+method of :mod:`.outage` uses the same class with a short window, an inclusive
+threshold and, for traffic, a seasonal baseline (the same time of day on the
+previous days).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+NORMAL, WARNING, CRITICAL = 0, 1, 2
+LEVEL_NAMES = ("normal", "warning", "critical")
+DAY_S = 86_400
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One datasource's window and thresholds (ratios of value to history)."""
+
+    window_s: float
+    warning: float
+    critical: float
+
+
+# IODA's published windows and thresholds, per datasource.
+RULES: dict[str, Rule] = {
+    "bgp": Rule(DAY_S, 0.99, 0.50),
+    "probing": Rule(7 * DAY_S, 0.80, 0.50),
+    "traffic": Rule(7 * DAY_S, 0.25, 0.10),
+}
+WARMUP_S = 3600.0
+INPAINT_LOW, INPAINT_HIGH = 0.8, 2.0
+INPAINT_MAX_S = 7 * DAY_S
+
+
+def drop_pct(history: np.ndarray | float, value: np.ndarray | float) -> np.ndarray:
+    """IODA's drop: |history − value| / max(history, value) × 100 (0 where both are 0)."""
+    h = np.asarray(history, dtype=np.float64)
+    v = np.asarray(value, dtype=np.float64)
+    top = np.maximum(h, v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.abs(h - v) / top * 100.0
+    return np.where(top > 0, out, 0.0)
+
+
+def levels(ratio: np.ndarray, rule: Rule, inclusive: bool = False) -> np.ndarray:
+    """Alert level of each ratio (NaN ratios are normal); ``inclusive`` makes "≤" of IODA's "<"."""
+    r = np.asarray(ratio, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        if inclusive:
+            crit, warn = r <= rule.critical, r <= rule.warning
+        else:
+            crit, warn = r < rule.critical, r < rule.warning
+    return np.where(crit, CRITICAL, np.where(warn, WARNING, NORMAL)).astype(np.int8)
+
+
+def squash(series: list[int] | np.ndarray) -> list[tuple[int, int]]:
+    """Alerts squashed to transitions: (index, level) wherever the level changes (first non-normal included)."""
+    out: list[tuple[int, int]] = []
+    prev = NORMAL
+    for i, lvl in enumerate(np.asarray(series).tolist()):
+        if lvl != prev:
+            out.append((i, int(lvl)))
+            prev = lvl
+    return out
+
+
+def events(series: list[int] | np.ndarray) -> list[tuple[int, int | None]]:
+    """Events as (first non-normal index, index of the next normal or None while still open)."""
+    out: list[tuple[int, int | None]] = []
+    start: int | None = None
+    for i, lvl in squash(series):
+        if lvl != NORMAL and start is None:
+            start = i
+        elif lvl == NORMAL and start is not None:
+            out.append((start, i))
+            start = None
+    if start is not None:
+        out.append((start, None))
+    return out
+
+
+def score(drops: np.ndarray | list[float], minutes_per_point: float) -> float:
+    """The alert area: Σ drop (%) × minutes."""
+    return float(np.sum(np.asarray(drops, dtype=np.float64)) * minutes_per_point)
+
+
+@dataclasses.dataclass
+class Step:
+    """One bin's verdict for every row of a tracker."""
+
+    history: np.ndarray  # float64, NaN where no history yet
+    ratio: np.ndarray  # float64, NaN where undefined
+    level: np.ndarray  # int8
+    drop: np.ndarray  # float64 percent, 0 unless value < history
+
+
+class Tracker:
+    """IODA's moving-median rule for many series (rows) of one signal, stepped once per bin.
+
+    Rows are added with :meth:`grow`.  A missing value (NaN) adds nothing to the
+    window and keeps the row's previous level: no data is not evidence.
+    """
+
+    def __init__(
+        self,
+        rule: Rule,
+        bin_s: float,
+        warmup_s: float = WARMUP_S,
+        inpaint_max_s: float = INPAINT_MAX_S,
+        inclusive: bool = False,
+        seasonal: bool = False,
+        fallback_s: float = 3600.0,
+    ) -> None:
+        self.rule = rule
+        self.bin_s = bin_s
+        self.width = max(1, round(rule.window_s / bin_s))
+        self.warmup_bins = int(np.ceil(warmup_s / bin_s))
+        self.inpaint_max = int(np.ceil(inpaint_max_s / bin_s))
+        self.inclusive = inclusive
+        self.seasonal = seasonal
+        self.day_bins = max(1, round(DAY_S / bin_s))
+        self.fallback_bins = max(1, min(self.width, round(fallback_s / bin_s)))
+        self.ring = np.full((0, self.width), np.nan, dtype=np.float32)
+        self.pos = 0  # ring slot the next value goes to (all rows step together)
+        self.first = np.zeros(0, dtype=np.int64)  # bin of each row's first value (-1: none yet)
+        self.run = np.zeros(0, dtype=np.int64)  # consecutive inpainted bins
+        self.level = np.zeros(0, dtype=np.int8)
+        self.median = np.full(0, np.nan)
+        self.dirty = np.zeros(0, dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def grow(self, rows: int) -> None:
+        """Make room for `rows` rows in total (new rows start empty)."""
+        extra = rows - len(self)
+        if extra <= 0:
+            return
+        self.ring = np.vstack([self.ring, np.full((extra, self.width), np.nan, dtype=np.float32)])
+        self.first = np.append(self.first, np.full(extra, -1, dtype=np.int64))
+        self.run = np.append(self.run, np.zeros(extra, dtype=np.int64))
+        self.level = np.append(self.level, np.zeros(extra, dtype=np.int8))
+        self.median = np.append(self.median, np.full(extra, np.nan))
+        self.dirty = np.append(self.dirty, np.zeros(extra, dtype=bool))
+
+    def baseline(self) -> np.ndarray:
+        """The history value of every row: window median (or seasonal median) of what went in."""
+        if self.seasonal:
+            return self._seasonal()
+        rows = np.flatnonzero(self.dirty)
+        if len(rows):
+            self.median[rows] = nanmedian_rows(self.ring[rows])
+            self.dirty[rows] = False
+        return self.median.copy()
+
+    def _seasonal(self) -> np.ndarray:
+        """Median of the same time of day (±2 bins) on each of the previous days the window holds;
+        where fewer than 3 such values exist, the median of the last ``fallback_s``."""
+        days = max(1, self.width // self.day_bins)
+        offs = (np.arange(1, days + 1)[:, None] * self.day_bins - np.arange(-2, 3)[None, :]).ravel()
+        offs = offs[(offs >= 1) & (offs <= self.width)]
+        cols = (self.pos - offs) % self.width
+        recent = (self.pos - np.arange(1, self.fallback_bins + 1)) % self.width
+        season = self.ring[:, cols]
+        enough = np.sum(np.isfinite(season), axis=1) >= 3
+        out = nanmedian_rows(self.ring[:, recent])
+        if enough.any():
+            out[enough] = nanmedian_rows(season[enough])
+        return out
+
+    def step(self, index: int, values: np.ndarray) -> Step:
+        """Judge one bin (bin number ``index``) of every row, then push it into the history."""
+        v = np.asarray(values, dtype=np.float64)
+        hist = self.baseline()
+        have = np.isfinite(v)
+        self.first[have & (self.first < 0)] = index
+        warm = (self.first >= 0) & (index - self.first >= self.warmup_bins) & np.isfinite(hist)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(hist > 0, v / hist, np.where(v > 0, np.inf, np.nan))
+        ratio = np.where(have & warm, ratio, np.nan)
+        lvl = levels(ratio, self.rule, self.inclusive)
+        lvl = np.where(have, np.where(warm, lvl, NORMAL), self.level).astype(np.int8)
+        self.level = lvl
+        with np.errstate(invalid="ignore"):
+            odd = warm & have & ((ratio < INPAINT_LOW) | (ratio > INPAINT_HIGH))
+        paint = odd & (self.run < self.inpaint_max)
+        self.run = np.where(odd, self.run + 1, 0)
+        pushed = np.where(paint, hist, v).astype(np.float32)
+        old = self.ring[:, self.pos]
+        self.dirty |= ~((old == pushed) | (np.isnan(old) & np.isnan(pushed)))
+        self.ring[:, self.pos] = pushed
+        self.pos = (self.pos + 1) % self.width
+        drop = np.where(have & (v < hist), drop_pct(np.nan_to_num(hist), np.nan_to_num(v)), 0.0)
+        return Step(history=hist, ratio=ratio, level=lvl, drop=drop)
+
+
+def nanmedian_rows(values: np.ndarray) -> np.ndarray:
+    """Median of each row ignoring NaN (NaN for an all-NaN row): one sort, no per-row Python
+    (numpy's nanmedian falls back to a Python loop over rows when NaNs are present)."""
+    s = np.sort(values, axis=1)  # NaN sort last
+    n = np.sum(np.isfinite(values), axis=1)
+    r = np.arange(len(values))
+    lo, hi = np.maximum((n - 1) // 2, 0), np.maximum(n // 2, 0)
+    med = (s[r, lo].astype(np.float64) + s[r, hi].astype(np.float64)) / 2.0
+    return np.where(n > 0, med, np.nan)

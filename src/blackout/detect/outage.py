@@ -1,0 +1,292 @@
+"""Outage detection per country, AS and prefix, at event time (IODA's job).
+
+Each bin (``[outage] bin_s``, 60 s) the signals of :mod:`.signals` are
+computed for the watched entities (or all), then judged per signal by one of
+two methods:
+
+* ``ioda``: IODA's published rule (:mod:`.ioda`): value ÷ moving median, BGP
+  24 h window (< 99 % warning, < 50 % critical), probing 7 days (80 % / 50 %),
+  traffic 7 days (25 % / 10 %), 3,600 s warm-up, inpainting;
+* ``fast``: flags the very bin in which BGP visibility or probe belief falls
+  to half or less of its level over the last hour (after 300 s of history,
+  no 1 h warm-up), and traffic that falls below a quarter of its seasonal
+  baseline (same time of day on previous days, else the last hour).
+
+An outage event per entity runs from the first bin in which any of its signals
+is non-normal to the first bin in which all are normal again; alerts of
+several signals that overlap are one event.  ``severity`` is the largest
+fraction lost (drop ÷ 100) in any bin, ``score`` IODA's overall score: per
+datasource (bgp, probing, traffic) the alert area Σ drop × minutes of its
+worst signal, multiplied over the datasources that saw the event.  An event
+still going when the data ends stays open (``end`` None): at the end of a
+replay the outage IS ongoing as far as the data can tell, so
+``finish(close_open=True)`` does not invent an end.  The per-signal alert
+details (transitions, worst bin, area) are kept in :attr:`OutageDetector.alerts`
+by event id for attribution.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from ..config import register_section
+from ..enrich.base import Enricher
+from ..enrich.routing import RoutingState
+from ..enrich.visibility import V4Ranges
+from ..errors import ConfigError
+from ..events import event_id
+from ..model import SIGNAL_SCHEMA, TIME
+from .base import Tick
+from .ioda import LEVEL_NAMES, NORMAL, RULES, Rule, Step, Tracker
+from .signals import Series, SignalComputer, Watch
+
+US = 1_000_000
+FAMILY = {"bgp": "bgp", "bgp_peers": "bgp", "probing_up": "probing", "probing_share": "probing"}
+DETECTED = ["bgp", "bgp_peers", "probing_up", "probing_share", "traffic_out_packets", "traffic_out_addrs"]
+
+
+def family(signal: str) -> str:
+    """The IODA datasource a signal belongs to."""
+    return FAMILY.get(signal, "traffic")
+
+
+@dataclasses.dataclass
+class OutageConfig:
+    """[outage] section."""
+
+    bin_s: float = 60.0  # width of a signal bin (engine tick_s should divide it)
+    watch: list[str] = dataclasses.field(default_factory=list)  # "country:KP", "asn:131279", "prefix:A/L"
+    all_entities: bool = False  # also every AS and country seen (vectorised; memory: rows x window)
+    method: str = "ioda"  # ioda | fast, for every detected signal ...
+    methods: dict[str, str] = dataclasses.field(default_factory=dict)  # ... unless named here: {bgp = "fast"}
+    detect: list[str] = dataclasses.field(default_factory=lambda: list(DETECTED))  # signals that raise alerts
+    warmup_s: float = 3600.0  # ioda: no alert before a series has this much history
+    inpaint_max_s: float = 7 * 86400.0  # ioda and fast: longest a drop is kept out of the history
+    fast_window_s: float = 3600.0  # fast: BGP / probing level = median of this much recent history
+    fast_warmup_s: float = 300.0  # fast: history needed before the first alert
+    fast_drop: float = 0.5  # fast: BGP / probing alert at value <= this x level
+    fast_traffic_drop: float = 0.25  # fast: traffic alert below this x seasonal baseline
+    emit_signals: bool = True  # hand the signal values to the store
+
+
+register_section("outage", OutageConfig)
+
+
+@dataclasses.dataclass
+class SignalAlert:
+    """What one signal said during one event: for attribution (which signal, when, how deep)."""
+
+    signal: str
+    first_us: int
+    last_us: int
+    transitions: list[dict[str, Any]]  # squashed alerts: time, level, value, history
+    worst_drop: float = 0.0  # percent
+    worst_us: int = 0
+    worst_value: float = 0.0
+    worst_history: float = 0.0
+    area: float = 0.0  # Σ drop × minutes
+
+
+@dataclasses.dataclass
+class _Event:
+    entity_type: str
+    entity: str
+    start_us: int
+    end_us: int | None = None
+    signals: dict[str, SignalAlert] = dataclasses.field(default_factory=dict)
+    active: set[str] = dataclasses.field(default_factory=set)
+
+    @property
+    def id(self) -> str:
+        return event_id("outage", f"{self.entity_type}:{self.entity}", self.start_us)
+
+    def record(self) -> dict[str, Any]:
+        scores: dict[str, float] = {}
+        for alert in self.signals.values():
+            fam = family(alert.signal)
+            scores[fam] = max(scores.get(fam, 0.0), alert.area)
+        return {
+            "id": self.id,
+            "entity_type": self.entity_type,
+            "entity": self.entity,
+            "start": self.start_us,
+            "end": self.end_us,
+            "signals": sorted(self.signals),
+            "severity": max((a.worst_drop for a in self.signals.values()), default=0.0) / 100.0,
+            "score": float(np.prod(list(scores.values()))) if scores else 0.0,
+            "verdict": {"causes": []},
+        }
+
+
+class OutageDetector:
+    """Detector of outages per country, AS and prefix (see the module docstring)."""
+
+    name: ClassVar[str] = "outage"
+
+    def __init__(
+        self,
+        config: OutageConfig | None = None,
+        routing: RoutingState | None = None,
+        enricher: Enricher | None = None,
+        countries: V4Ranges | None = None,
+    ) -> None:
+        self.config = cfg = config or OutageConfig()
+        if cfg.bin_s <= 0:
+            raise ConfigError("outage.bin_s must be positive")
+        for sig, m in {"*": cfg.method, **cfg.methods}.items():
+            if m not in ("ioda", "fast"):
+                raise ConfigError(f"outage.methods: {sig} = {m!r}; choose ioda or fast")
+        try:
+            watch = Watch.parse(cfg.watch)
+        except ValueError as exc:
+            raise ConfigError(f"outage.watch: {exc}") from exc
+        if countries is None and enricher is not None and hasattr(enricher, "delegations"):
+            countries = enricher.delegations(None)
+        self.bin_us = round(cfg.bin_s * US)
+        self.signals = SignalComputer(watch, cfg.all_entities, routing, enricher, countries)
+        self.trackers: dict[tuple[str, str], Tracker] = {}  # (signal, entity type) → rows = registry rows
+        self.events: dict[str, _Event] = {}  # every event found, by id
+        self.open: dict[tuple[str, str], _Event] = {}
+        self.alerts: dict[str, dict[str, SignalAlert]] = {}  # event id → signal → details
+        self.bin_start: int | None = None
+        self._changed: dict[str, _Event] = {}
+        self._signal_rows: list[pa.Table] = []
+
+    # ------------------------------------------------------------ detector API
+    def advance(self, now_us: int) -> None:
+        """Close every bin that ended at or before now_us."""
+        while self.bin_start is not None and self.bin_start + self.bin_us <= now_us:
+            self._close(self.bin_start)
+            self.bin_start += self.bin_us
+
+    def on_tick(self, tick: Tick) -> None:
+        """Keep the tick's flows and probes for its bin (routes are applied by the routing tracker)."""
+        start = (tick.start_us // self.bin_us) * self.bin_us
+        if self.bin_start is None:
+            self.bin_start = start
+        self.advance(start)
+        self.signals.add(tick.flows, tick.probes)
+
+    def finish(self, end_us: int, close_open: bool) -> None:
+        """Close the remaining bins; a partial last bin is judged on BGP and probing only (its traffic
+        would look like a drop).  Events still going stay open: see the module docstring."""
+        self.advance(end_us)
+        if self.bin_start is not None and self.bin_start < end_us:
+            self._close(self.bin_start, with_traffic=False)
+            self.bin_start += self.bin_us
+        for ev in self.open.values():
+            self._changed[ev.id] = ev
+
+    def drain(self) -> dict[str, Any]:
+        """Outage records created or changed since the last drain, and the new signal values."""
+        out: dict[str, Any] = {"outages": [ev.record() for ev in self._changed.values()]}
+        self._changed = {}
+        if self._signal_rows:
+            out["signals"] = pa.concat_tables(self._signal_rows)
+            self._signal_rows = []
+        return out
+
+    # ----------------------------------------------------------------- bins
+    def method(self, signal: str) -> str:
+        """ioda or fast for this signal."""
+        return self.config.methods.get(signal, self.config.method)
+
+    def _tracker(self, signal: str, etype: str) -> Tracker:
+        tr = self.trackers.get((signal, etype))
+        if tr is None:
+            cfg, fam = self.config, family(signal)
+            if self.method(signal) == "ioda":
+                tr = Tracker(RULES[fam], cfg.bin_s, cfg.warmup_s, cfg.inpaint_max_s)
+            elif fam == "traffic":
+                rule = Rule(RULES["traffic"].window_s, cfg.fast_traffic_drop, cfg.fast_traffic_drop)
+                tr = Tracker(rule, cfg.bin_s, cfg.fast_warmup_s, cfg.inpaint_max_s, seasonal=True)
+            else:
+                rule = Rule(cfg.fast_window_s, cfg.fast_drop, cfg.fast_drop)
+                tr = Tracker(rule, cfg.bin_s, cfg.fast_warmup_s, cfg.inpaint_max_s, inclusive=True)
+            self.trackers[(signal, etype)] = tr
+        return tr
+
+    def _close(self, start_us: int, with_traffic: bool = True) -> None:
+        series = self.signals.close(start_us + self.bin_us, with_traffic)
+        if self.config.emit_signals:
+            self._keep_signals(start_us, series)
+        index = start_us // self.bin_us
+        for sr in series:
+            if sr.signal not in self.config.detect:
+                continue
+            tr = self._tracker(sr.signal, sr.entity_type)
+            tr.grow(len(sr.registry))
+            before = tr.level.copy()
+            step = tr.step(index, sr.values)
+            self._judge(sr, start_us, before, step)
+        for key in [k for k, ev in self.open.items() if not ev.active]:
+            ev = self.open.pop(key)
+            ev.end_us = start_us
+            self._changed[ev.id] = ev
+
+    def _judge(self, sr: Series, start_us: int, before: np.ndarray, step: Step) -> None:
+        """Open, extend or end the events of the entities whose level for this signal is or was non-normal."""
+        minutes = self.config.bin_s / 60.0
+        signal, values = sr.signal, sr.values
+        for row in np.flatnonzero((step.level != NORMAL) | (before != NORMAL)).tolist():
+            key = (sr.entity_type, sr.registry.label(row))
+            lvl, was = int(step.level[row]), int(before[row])
+            ev = self.open.get(key)
+            if lvl == NORMAL:
+                if ev is not None:
+                    ev.active.discard(signal)
+                    alert = ev.signals.get(signal)
+                    if alert is not None:
+                        alert.transitions.append(self._transition(start_us, lvl, values[row], step.history[row]))
+                continue
+            if ev is None:
+                ev = self.open[key] = _Event(key[0], key[1], start_us)
+                self.alerts[ev.id] = ev.signals
+                self.events[ev.id] = ev
+            alert = ev.signals.get(signal)
+            if alert is None:
+                alert = ev.signals[signal] = SignalAlert(signal, start_us, start_us, [])
+            if lvl != was or not alert.transitions:
+                alert.transitions.append(self._transition(start_us, lvl, values[row], step.history[row]))
+            ev.active.add(signal)
+            alert.last_us = start_us
+            drop = float(step.drop[row])
+            alert.area += drop * minutes
+            if drop > alert.worst_drop or not alert.worst_us:
+                alert.worst_drop, alert.worst_us = drop, start_us
+                alert.worst_value, alert.worst_history = float(values[row]), float(step.history[row])
+            self._changed[ev.id] = ev  # its score grew
+
+    @staticmethod
+    def _transition(at_us: int, level: int, value: float, history: float) -> dict[str, Any]:
+        return {"time": at_us, "level": LEVEL_NAMES[level], "value": float(value), "history": float(history)}
+
+    def _keep_signals(self, start_us: int, series: list[Series]) -> None:
+        parts = []
+        for sr in series:
+            rows = np.flatnonzero(np.isfinite(sr.values))
+            if len(rows) == 0:
+                continue
+            n = len(rows)
+            parts.append(
+                pa.table(
+                    [
+                        pa.array(np.full(n, start_us, dtype=np.int64)).cast(TIME),
+                        pa.array(np.full(n, sr.entity_type, dtype=object), pa.string()),
+                        sr.registry.labels(rows),
+                        pa.array(np.full(n, sr.signal, dtype=object), pa.string()),
+                        pa.array(sr.values[rows]),
+                    ],
+                    schema=SIGNAL_SCHEMA,
+                )
+            )
+        if parts:
+            self._signal_rows.append(pa.concat_tables(parts))
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every outage found so far (open or ended) in record form, by start."""
+        return sorted((ev.record() for ev in self.events.values()), key=lambda r: (r["start"], r["id"]))
