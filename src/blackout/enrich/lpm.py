@@ -5,7 +5,7 @@ ranges of the address line, each owned by its most specific prefix.  Building
 them is a few ``searchsorted`` and one "paint" per prefix length (shortest
 first, so longer prefixes overwrite); a lookup is then one binary search per
 address.  The search is a numba kernel with a 65,536-entry jump table on the top
-16 bits, which narrows each search to a few dozen boundaries: measured about 6x
+16 bits, which narrows each search to a few dozen boundaries: measured about 4x
 faster than ``np.searchsorted`` over the same arrays (bench/bench_lpm.py).
 
 IPv4 searches the 32-bit address, IPv6 the high 64 bits; the rare IPv6 prefixes
