@@ -43,11 +43,13 @@ def pcapng_ends(path: Path) -> list[int]:
     return ends
 
 
-def write_classic(path: Path, linktype: int, records: list[Record], big: bool = False, nano: bool = False) -> None:
+def write_classic(
+    path: Path, linktype: int, records: list[Record], big: bool = False, nano: bool = False, snaplen: int = 65535
+) -> None:
     """A classic pcap in either byte order, µs or ns (the ns variant gets 789 ns added to every packet)."""
     e = ">" if big else "<"
     magic = 0xA1B23C4D if nano else 0xA1B2C3D4
-    parts = [struct.pack(e + "IHHiIII", magic, 2, 4, 0, 0, 65535, linktype)]
+    parts = [struct.pack(e + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)]
     for sec, usec, frame, orig in records:
         frac = usec * 1000 + 789 if nano else usec
         parts.append(struct.pack(e + "IIII", sec, frac, len(frame), orig) + frame)

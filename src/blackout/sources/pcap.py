@@ -93,7 +93,7 @@ def _header(path: str, buf: np.ndarray) -> tuple[bool, np.ndarray, int]:
     major, _, _, _, snaplen, linktype = struct.unpack_from(">HHiIII" if big else "<HHiIII", head, 4)
     if major != 2:
         raise DecodeError(path, 4, f"unsupported pcap version {major}")
-    return False, rec.new_state(24, big, linktype & 0x03FFFFFF), max(snaplen, rec.MAX_PACKET)
+    return False, rec.new_state(24, big, linktype & 0x03FFFFFF, snaplen), max(snaplen, rec.MAX_PACKET)
 
 
 class _Chunk(NamedTuple):
@@ -126,6 +126,8 @@ def _chunks(path: str, buf: np.ndarray, size: int, ctx: DecodeContext) -> Iterat
                 ctx.counters[(os.path.basename(path), "bytes skipped")] += extra
         if n:
             yield _Chunk(*out[:, :n])
+    if st[rec.ST_OVER_SNAP]:  # accepted, as every reader does, but said
+        ctx.counters[(os.path.basename(path), "caplen above snaplen")] += int(st[rec.ST_OVER_SNAP])
 
 
 def _flows(path: str, buf: np.ndarray, c: _Chunk, ctx: DecodeContext) -> list[pa.RecordBatch]:
@@ -158,7 +160,7 @@ def _flows(path: str, buf: np.ndarray, c: _Chunk, ctx: DecodeContext) -> list[pa
     ]
     table = pa.RecordBatch.from_arrays(arrays, schema=FLOW_SCHEMA)
     if not export:
-        return [table.filter(pa.array(kept))]
+        return [table if kept.all() else table.filter(pa.array(kept))]
     return _with_exports(buf, table, kept, export, src, c.ts, pay, pay_len, ctx)
 
 

@@ -49,19 +49,20 @@ PCAPNG_BOM = 0x1A2B3C4D
 MAX_IF = 1024
 
 # Layout of the state array.
-ST_POS, ST_BE, ST_NIF, ST_LAST_TS, ST_LINK = 0, 1, 2, 3, 4
+ST_POS, ST_BE, ST_NIF, ST_LAST_TS, ST_LINK, ST_SNAP, ST_OVER_SNAP = range(7)  # OVER_SNAP: packets above snaplen
 IF_BASE = 8  # then per interface: link, snaplen, tsresol, tsoffset (seconds)
 
 # Rows of the walks' output array, one column per packet.
 TS, OFF, CAP, ORIG, REC, LINK, IFACE = range(7)  # µs time, data offset, captured, original, record offset, link, if
 
 
-def new_state(pos: int, big_endian: bool, linktype: int = -1) -> np.ndarray:
-    """Walk state for a buffer: resume position, byte order, classic link type, pcapng interface table."""
+def new_state(pos: int, big_endian: bool, linktype: int = -1, snaplen: int = 0) -> np.ndarray:
+    """Walk state for a buffer: resume position, byte order, classic link type and snaplen, pcapng interfaces."""
     st = np.zeros(IF_BASE + 4 * MAX_IF, dtype=np.int64)
     st[ST_POS] = pos
     st[ST_BE] = int(big_endian)
     st[ST_LINK] = linktype
+    st[ST_SNAP] = snaplen
     return st
 
 
@@ -173,6 +174,7 @@ def walk_pcap(b: np.ndarray, st: np.ndarray, nano: bool, max_len: int, out: np.n
         frac = _u32(b, pos + 4, be)
         us = near * 1_000_000 + (frac // 1000 if nano else frac)
         _emit(out, n, us, pos + 16, incl, _u32(b, pos + 12, be), pos, st[ST_LINK], 0)
+        st[ST_OVER_SNAP] += 0 < st[ST_SNAP] < incl
         n += 1
         pos += 16 + incl
     k, pos = _tail(ev, k, pos, end, 16)
@@ -315,6 +317,7 @@ def walk_pcapng(b: np.ndarray, st: np.ndarray, out: np.ndarray, ev: np.ndarray) 
                 if t >= 0:
                     st[ST_LAST_TS] = _to_us(t, st[slot + 2], st[slot + 3])
                 _emit(out, n, st[ST_LAST_TS], data, clen, olen, pos, st[slot], ifid)
+                st[ST_OVER_SNAP] += 0 < st[slot + 1] < clen
                 n += 1
         pos += blen
     k, pos = _tail(ev, k, pos, end, 12)
