@@ -1,7 +1,8 @@
-"""`blackout collect`: listen for flow exports and run the live engine into the store.
+"""`blackout collect`: listen for flow exports and BMP sessions, and run the live engine into the store.
 
 The same decoders, engine and detectors as `replay`; the difference is only
-that datagrams come from sockets and the watermark also follows the clock.
+that datagrams and BMP streams come from sockets and the watermark also
+follows the clock.
 SIGTERM or Ctrl-C stops cleanly (flush, store closed, exit 0); a second one
 exits at once.
 """
@@ -13,12 +14,14 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 
+from ..collect.bmp import BmpCollector
 from ..collect.udp import Listener, UdpCollector, kernel_drops
 from ..engine import Engine, EngineConfig, Source
 from ..model import Kind
@@ -27,13 +30,15 @@ from ..sources import DecodeContext
 from ..store import StoreConfig
 from .common import add_config_args, add_db_arg, load_config, store_for
 
-HELP = "listen for NetFlow v5/v9, IPFIX and sFlow on UDP and detect live into the store"
+HELP = "listen for NetFlow v5/v9, IPFIX and sFlow on UDP and BMP on TCP, and detect live into the store"
 EPILOG = """examples:
-  blackout collect --netflow 2055 --ipfix 4739 --sflow 6343
+  blackout collect --netflow 2055 --ipfix 4739 --sflow 6343 --bmp 11019
   blackout collect --netflow 2055 --bind 127.0.0.1 --duration 60 --json   # a bounded run, JSON report
 Per exporter it reports datagrams, records, decode errors and template misses, and per port the
 datagrams the kernel dropped (from /proc/net/udp): a growing drop count means the receive buffer
-is too small or the machine too slow for the export rate.
+is too small or the machine too slow for the export rate.  Per BMP router it reports messages,
+route monitoring, peers up/down, sessions and decode errors (a damaged session is dropped; the
+router reconnects).
 """
 
 
@@ -50,6 +55,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             metavar="PORT",
             help=f"UDP port carrying {family} (repeatable; one port may carry several formats)",
         )
+    p.add_argument(
+        "--bmp",
+        type=int,
+        action="append",
+        default=[],
+        metavar="PORT",
+        help="TCP port where routers connect with BMP (RFC 7854) (repeatable)",
+    )
     p.add_argument("--bind", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--stats-interval", type=float, default=10.0, help="seconds between status lines (default 10)")
@@ -64,38 +77,57 @@ def run(args: argparse.Namespace) -> int:
     for family in ("netflow", "ipfix", "sflow"):
         for port in getattr(args, family):
             ports.setdefault(port, []).append(family)
-    if not ports:
-        print("blackout collect: give at least one of --netflow PORT, --ipfix PORT, --sflow PORT", file=sys.stderr)
+    if not ports and not args.bmp:
+        print(
+            "blackout collect: give at least one of --netflow PORT, --ipfix PORT, --sflow PORT, --bmp PORT",
+            file=sys.stderr,
+        )
         return 2
     config = load_config(args)
     engine_config = config.section("engine", EngineConfig)
     ctx = DecodeContext(batch_size=engine_config.batch_size)
-    collector = UdpCollector([Listener(p, f, args.bind) for p, f in ports.items()], ctx)
+    udp = UdpCollector([Listener(p, f, args.bind) for p, f in ports.items()], ctx) if ports else None
+    bmps = [BmpCollector(port, ctx, args.bind) for port in args.bmp]
+    stops = ([udp.stop] if udp else []) + [b.stop for b in bmps]
     store = store_for(args)
-    _install_signals(collector)
-    collector.start()
+    _install_signals(stops)
+    if udp:
+        udp.start()
+    for b in bmps:
+        b.start()
     started = time.monotonic()
-    print(f"blackout collect: listening on {args.bind} UDP {collector.ports} -> {args.db}", file=sys.stderr)
+    last = [started]
+    where = (f" UDP {udp.ports}" if udp else "") + (f" BMP (TCP) {[b.port for b in bmps]}" if bmps else "")
+    print(f"blackout collect: listening on {args.bind}{where} -> {args.db}", file=sys.stderr)
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        last = time.monotonic()
-        for batch in collector.batches():
+    def watched(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
             yield batch
             now = time.monotonic()
             if args.duration is not None and now - started >= args.duration:
-                collector.stop.set()
-            if now - last >= args.stats_interval:
-                _print(status(collector, ctx), args.json)
-                last = now
+                for stop in stops:
+                    stop.set()
+            if now - last[0] >= args.stats_interval:
+                _print(status(udp, bmps, ctx), args.json)
+                last[0] = now
 
-    source = Source("udp", Kind.FLOW, batches(), heartbeat=lambda: time.time_ns() // 1000)
+    def heartbeat() -> int:
+        return time.time_ns() // 1000
+
+    sources = [Source("udp", Kind.FLOW, watched(udp.batches()), heartbeat=heartbeat)] if udp else []
+    sources += [Source(f"bmp:{b.port}", Kind.ROUTE, watched(b.batches()), heartbeat=heartbeat) for b in bmps]
     keep = flow_keeper(store) if config.section("store", StoreConfig).keep_flows else None
     engine = Engine(build_detectors(config), store.upsert, engine_config, on_batch=keep)
+    stats = None
     try:
-        engine.run([source], close_open=False)
+        stats = engine.run(sources, close_open=False)
     finally:
-        collector.close()
-        report = status(collector, ctx)
+        if udp:
+            udp.close()
+        for b in bmps:
+            b.close()
+        report = status(udp, bmps, ctx)
+        report["records"] = stats.records if stats else {}
         report["attacks_in_store"] = store.count("attacks")
         report["flows_in_store"] = store.flow_totals()
         store.close()
@@ -103,16 +135,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def status(collector: UdpCollector, ctx: DecodeContext) -> dict[str, Any]:
-    """Per exporter counters and per port kernel drops."""
+def status(udp: UdpCollector | None, bmps: list[BmpCollector], ctx: DecodeContext) -> dict[str, Any]:
+    """Per exporter (and BMP router) counters, per UDP port kernel drops, open BMP sessions."""
     exporters: dict[str, dict[str, int]] = {}
     for (exporter, what), n in sorted(ctx.counters.items()):
         exporters.setdefault(exporter, {})[what] = n
-    drops = kernel_drops(collector.ports)
+    drops = kernel_drops(udp.ports) if udp else {}
     return {
         "exporters": exporters,
         "kernel_drops": {str(p): n for p, n in drops.items()},
-        "unrecognised_datagrams": collector.unknown,
+        "unrecognised_datagrams": udp.unknown if udp else 0,
+        "bmp_sessions": {str(b.port): len(b.sessions) for b in bmps},
         "skipped": ctx.errors.by_reason(),
     }
 
@@ -126,13 +159,14 @@ def _print(report: dict[str, Any], as_json: bool) -> None:
     print(f"kernel drops: {report['kernel_drops']}", flush=True)
 
 
-def _install_signals(collector: UdpCollector) -> None:
+def _install_signals(stops: list[threading.Event]) -> None:
     """First SIGTERM/SIGINT: stop receiving, let the engine flush; second: exit at once."""
 
     def handler(signum: int, _frame: Any) -> None:
-        if collector.stop.is_set():
+        if all(stop.is_set() for stop in stops):
             os._exit(128 + signum)
-        collector.stop.set()
+        for stop in stops:
+            stop.set()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)

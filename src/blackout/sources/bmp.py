@@ -38,8 +38,9 @@ import pyarrow.compute as pc
 from numba import types
 from numba.typed import Dict
 
+from ..addr import from_matrix
 from ..errors import DecodeError, Truncated
-from ..model import ROUTE_SCHEMA, Kind
+from ..model import ROUTE_SCHEMA, ElemType, Kind
 from . import bmp_kernel as B
 from . import mrt_kernel as K
 from .base import DecodeContext, register_file
@@ -86,7 +87,15 @@ class BmpStream:
 
     @staticmethod
     def _peer_table(n: int) -> tuple[np.ndarray, ...]:
-        return (np.zeros((n, 25), np.uint8), np.full((n, 4), -1, np.int8), np.zeros(n, np.uint8), np.zeros(1, np.int64))
+        """Key (type, distinguisher, address), add-path (in v4, v6, out v4, v6), views seen, count, address, AS."""
+        return (
+            np.zeros((n, 25), np.uint8),
+            np.full((n, 4), -1, np.int8),
+            np.zeros(n, np.uint8),
+            np.zeros(1, np.int64),
+            np.zeros((n, 16), np.uint8),
+            np.zeros(n, np.uint32),
+        )
 
     @property
     def pending(self) -> int:
@@ -148,13 +157,37 @@ class BmpStream:
         off, self._buf = self.offset, b""
         raise Truncated(self.source, off, got, needed, "BMP message")
 
+    def end_rows(self, at_us: int) -> pa.RecordBatch:
+        """STATE rows Idle for every peer and view of the session, for when the session itself ends.
+
+        A router's BMP session going away means its monitoring data is stale
+        (RFC 7854 section 3.3): the routing state must drop those routes, and
+        the router resends everything when it reconnects.
+        """
+        n = int(self._peers[3][0])
+        masks = self._peers[2][:n]
+        bits = np.unpackbits(masks[:, None], axis=1, bitorder="little")[:, : len(SUFFIXES)]
+        bits[masks == 0, 0] = 1
+        peer_idx, view = np.nonzero(bits)
+        m = len(peer_idx)
+        cols = {
+            "ts": pa.array(np.full(m, at_us, np.int64), pa.int64()).cast(ROUTE_SCHEMA.field("ts").type),
+            "collector": pc.take(self._names, pa.array(view.astype(np.int32))),
+            "peer_addr": from_matrix(self._peers[4][peer_idx]),
+            "peer_asn": pa.array(self._peers[5][peer_idx]),
+            "elem_type": pa.array(np.full(m, ElemType.STATE, np.uint8)),
+            "old_state": pa.array(np.full(m, B.ESTABLISHED, np.uint8)),
+            "new_state": pa.array(np.full(m, B.IDLE, np.uint8)),
+        }
+        arrays = [cols.get(f.name, pa.nulls(m, f.type)) for f in ROUTE_SCHEMA]
+        return pa.RecordBatch.from_arrays(arrays, schema=ROUTE_SCHEMA)
+
     def _grow_peers(self) -> None:
         old = self._peers
         new = self._peer_table(2 * len(old[2]))
         n = int(old[3][0])
-        for a, b in zip(old[:3], new[:3], strict=True):
+        for a, b in zip(old, new, strict=True):
             b[:n] = a[:n]
-        new[3][0] = n
         self._peers = new
 
     def _report(self, ec: tuple[np.ndarray, ...], counted: np.ndarray) -> None:

@@ -95,7 +95,7 @@ def _resync(b, pos, n):  # type: ignore[no-untyped-def]
 @njit(cache=True)
 def _peer(b, p, peers, pdict):  # type: ignore[no-untyped-def]
     """Index of the peer of the per-peer header at p (type, distinguisher, address); -1 if the table is full."""
-    p_key, p_ap, p_mask, p_n = peers
+    p_key, p_ap, p_mask, p_n = peers[0], peers[1], peers[2], peers[3]
     h = np.uint64(14695981039346656037)
     for i in range(25):
         x = b[p + 1 + i] if i > 0 else b[p]  # type, then distinguisher and address (skip the flags)
@@ -330,6 +330,8 @@ def walk(b, cap, o, var, table, bt, ec, peers, pdict, st, ctr, arrival_us, resyn
                 peer[11] = 255
                 peer[12:16] = b[p + 22 : p + 26]
         pasn = K._u32(b, p + 26)
+        peers[4][pi, :] = peer
+        peers[5][pi] = pasn
         tsec = K._u32(b, p + 34)
         ts = tsec * 1000000 + min(K._u32(b, p + 38), 999999) if tsec else arrival_us
         err = 0
