@@ -115,3 +115,12 @@ def test_fuzz_never_raises_foreign_errors(data: st.DataObject) -> None:
         raw = raw[: data.draw(st.integers(0, len(raw)))]
     with contextlib.suppress(BlackoutError):
         decode(bytes(raw))
+
+
+def test_invalid_utf8_inside_a_line_is_counted() -> None:
+    objs = results(6)
+    lines = [json.dumps(o).encode() for o in objs]
+    lines.insert(2, json.dumps(objs[0]).encode().replace(b"175.", b"\x80\x81", 1))
+    table, ctx = decode(b"\n".join(lines))
+    check_against_sagan(table, objs)
+    assert ctx.errors.by_reason() == {DAMAGED: 1}

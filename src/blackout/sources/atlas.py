@@ -74,7 +74,9 @@ def _parse(path: str, data: bytes, ctx: DecodeContext) -> pa.Table:
         return _from_objects(path, _array_objects(path, text, ctx), ctx)
     opts = pj.ParseOptions(explicit_schema=_FIELDS, unexpected_field_behavior="ignore")
     try:
-        return pj.read_json(pa.BufferReader(text), parse_options=opts).select(_FIELDS.names)
+        table = pj.read_json(pa.BufferReader(text), parse_options=opts).select(_FIELDS.names)
+        table.validate(full=True)  # Arrow's reader lets invalid UTF-8 inside strings through
+        return table
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass  # a damaged line somewhere: parse line by line so the good ones survive
     objs: list[Any] = []
