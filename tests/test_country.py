@@ -122,6 +122,19 @@ def test_enricher_on_jinx_and_apnic_2014() -> None:
     assert dict(zip(counts.column("country").to_pylist(), counts.column("slash24").to_pylist(), strict=True))["KP"] == 4
 
 
+def test_as_registry_line_names_the_country_outside_apnic() -> None:
+    """Where the APNIC files say nothing (ARIN space), the AS's registry line gives its country."""
+    names = AsNames.load(DATA / "asn" / "asnames.json.gz")
+    assert names.countries(np.array([131279, 4837, 7018])).tolist() == ["KP", "CN", "US"]
+    state = RoutingState()
+    state.apply(jinx_tables()[0])
+    enricher = RoutingEnricher(state, RirArchive(RIR), asnames=names)
+    got = enricher.lookup(addr.from_strings(["12.0.1.1", "175.45.176.1"]), MAY_2014)
+    assert got.origin_asn[0] == 7018  # AT&T originates 12.0.0.0/8 in the jinx RIB
+    assert got.country.tolist() == ["US", "KP"]
+    assert RoutingEnricher(state, RirArchive(RIR)).lookup(addr.from_strings(["12.0.1.1"]), MAY_2014).country[0] == ""
+
+
 def test_enricher_from_config_shares_the_routing_state() -> None:
     """The [enrich] section names the RIR files; the enricher reads the state the engine fills later."""
     cfg = Config.load(overrides=[f'enrich.rir_files=["{RIR[0]}"]']).section("enrich", EnrichConfig)

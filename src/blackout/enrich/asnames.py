@@ -43,6 +43,18 @@ class AsNames:
         """The AS's handle, the first word of its line ("STAR-KP"), "" when unknown."""
         return self.full(asn).split(" ", 1)[0].rstrip(",")
 
+    def country(self, asn: int) -> str:
+        """The country the registry line ends with ("..., KP" → "KP"), "" when it names none."""
+        line = self.full(asn)
+        code = line[-2:] if len(line) > 4 and line[-4:-2] == ", " and line[-2:].isalpha() else ""
+        return "" if code == "ZZ" else code  # ZZ: the registry does not know
+
+    def countries(self, asns: np.ndarray) -> np.ndarray:
+        """Countries of a column of AS numbers (object array), each distinct AS looked up once."""
+        uniq, inverse = np.unique(np.asarray(asns, dtype=np.uint32), return_inverse=True)
+        found = np.array([self.country(a) for a in uniq.tolist()], dtype=object)
+        return found[inverse.ravel()] if len(found) else np.zeros(0, dtype=object)
+
     def of(self, asns: np.ndarray) -> np.ndarray:
         """Handles of a column of AS numbers (object array), looking up each distinct AS once."""
         uniq, inverse = np.unique(np.asarray(asns, dtype=np.uint32), return_inverse=True)

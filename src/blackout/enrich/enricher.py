@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from ..addr import from_matrix
 from ..config import register_section
+from .asnames import AsNames
 from .base import Enricher, Enrichment
 from .country import Delegations, RirArchive, fallback_countries
 from .lpm import LpmTable
@@ -34,6 +35,8 @@ class EnrichConfig:
 
     rir_files: list[str] = dataclasses.field(default_factory=list)  # delegated-*.txt, several days allowed
     country_fallback: bool = True  # without rir_files, ask the iptocc package (today's data) if installed
+    asnames_file: str = ""  # AS → registry line JSON (e.g. tests/data/asn/asnames.json.gz): its ", CC" is
+    # the AS's country where the RIR files given do not cover the address or AS (other registries' space)
 
 
 register_section("enrich", EnrichConfig)
@@ -47,10 +50,12 @@ class RoutingEnricher:
         routing: RoutingState | None = None,
         rir: RirArchive | Delegations | None = None,
         use_fallback: bool = True,
+        asnames: AsNames | None = None,
     ) -> None:
         self.routing = routing if routing is not None else RoutingState()  # an empty state is falsy
         self.rir = rir
         self.use_fallback = use_fallback
+        self.asnames = asnames
         self._lpm: LpmTable | None = None
         self._lpm_version = -1
         self._origin = np.zeros(0, dtype=np.uint32)
@@ -59,7 +64,8 @@ class RoutingEnricher:
     def from_config(cls, config: EnrichConfig, routing: RoutingState | None = None) -> RoutingEnricher:
         """The enricher an [enrich] section describes, over the given routing state."""
         rir = RirArchive(config.rir_files) if config.rir_files else None
-        return cls(routing, rir, use_fallback=config.country_fallback)
+        asnames = AsNames.load(config.asnames_file) if config.asnames_file else None
+        return cls(routing, rir, use_fallback=config.country_fallback, asnames=asnames)
 
     def lpm(self) -> LpmTable:
         """The longest-prefix-match table of the current routing state (default routes left out:
@@ -89,15 +95,19 @@ class RoutingEnricher:
         return Enrichment(prefix=lpm.prefix_texts(rows), origin_asn=origin, country=country, routed=routed)
 
     def countries(self, addrs: pa.Array, origin: np.ndarray, at_us: int | None) -> np.ndarray:
-        """Country by address, else by origin AS, else (no RIR files) from iptocc."""
+        """Country by address, else by origin AS (RIR files, then the AS registry line), else iptocc."""
         dele = self.delegations(at_us)
         if dele is None:
-            found = fallback_countries(addrs) if self.use_fallback else None
-            return found if found is not None else np.full(len(addrs), "", dtype=object)
-        country = dele.of_addrs(addrs)
+            found = fallback_countries(addrs) if self.use_fallback and self.asnames is None else None
+            country = found if found is not None else np.full(len(addrs), "", dtype=object)
+        else:
+            country = dele.of_addrs(addrs)
+            unknown = (country == "") & (origin != 0)
+            if unknown.any():
+                country[unknown] = dele.of_asns(origin[unknown])
         unknown = (country == "") & (origin != 0)
-        if unknown.any():
-            country[unknown] = dele.of_asns(origin[unknown])
+        if self.asnames is not None and unknown.any():
+            country[unknown] = self.asnames.countries(origin[unknown])
         return country
 
 

@@ -72,9 +72,7 @@ class World:
     def _country_space(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         table = self.others.group_by(["prefix", "prefix_len"]).aggregate([("origin_asn", "min")])
         asns = table.column("origin_asn_min").to_numpy()
-        lines = {int(a): self.names.full(int(a)) for a in np.unique(asns)}
-        country_of = {a: (line[-2:] if line[-4:-2] == ", " else "") for a, line in lines.items()}
-        countries = np.array([country_of[int(a)] for a in asns])
+        countries = self.names.countries(asns).astype(str)
         nets = addr.v4_to_u32(table.column("prefix")).astype(np.uint64)
         lens = table.column("prefix_len").to_numpy().astype(np.int64)
         space: dict[str, tuple[np.ndarray, np.ndarray]] = {}
