@@ -22,17 +22,20 @@ import pytest
 
 from atlas_results import ping
 from bgpdump_oracle import bgpdump_lines
-from blackout import addr
+from blackout import addr, events
+from blackout.config import Config
 from blackout.detect import ioda
-from blackout.detect.outage import OutageConfig, OutageDetector
+from blackout.detect.outage import OutageConfig, OutageDetector, outage_detectors
 from blackout.detect.routing_tracker import RoutingTracker
 from blackout.engine import Engine, EngineConfig, Source
 from blackout.enrich.country import Delegations
 from blackout.enrich.enricher import RoutingEnricher
 from blackout.enrich.routing import RoutingState
+from blackout.errors import ConfigError
 from blackout.events import event_id
 from blackout.model import FLOW_SCHEMA, ROUTE_SCHEMA, TIME, ElemType, Kind
 from blackout.sources import FILE_DECODERS, DecodeContext, read_input
+from blackout.store.duckdb_store import DuckDBStore
 from conftest import DATA
 
 RIB = DATA / "mrt" / "routeviews.route-views.jinx.ribs.1401487200.bz2"
@@ -176,12 +179,32 @@ def test_dec22_every_as_of_the_table_only_kp_goes_dark(dec22: Replay) -> None:
     assert found == {("asn", "131279"): (down, up), ("country", "KP"): (down, up)}
 
 
-def test_outage_still_going_at_the_end_stays_open() -> None:
+def test_outage_still_going_at_the_end_stays_open_and_is_stored() -> None:
+    """Built from the configuration as a replay would, with the store as the sink."""
     down, _ = dyn_outage()
-    routes = [stamped(rib(), us("2014-12-22T15:00:00Z")), stamped(kp_rows(), down, ElemType.WITHDRAW)]
-    replay = run(routes, {"fast": OutageConfig(watch=WATCH[:2], method="fast")})
-    (rec,) = event(replay.det["fast"], "asn:131279")
-    assert rec["start"] == down and rec["end"] is None
+    config = Config.load(
+        overrides=['outage.watch=["asn:131279", "country:KP"]', "outage.method=fast", f'enrich.rir_files=["{APNIC}"]']
+    )
+    detectors = outage_detectors(config)
+    store = DuckDBStore(":memory:")
+    routes = pa.concat_tables([stamped(rib(), us("2014-12-22T15:00:00Z")), stamped(kp_rows(), down, ElemType.WITHDRAW)])
+    Engine(detectors, store.upsert, EngineConfig(tick_s=60)).run([Source("r", Kind.ROUTE, routes.to_batches())])
+    stored = store.events("outages")
+    found = sorted((o["entity_type"], o["entity"], o["end"]) for o in stored)
+    assert found == [("asn", "131279", None), ("country", "KP", None)]
+    assert {o["start"] for o in stored} == {events.iso(down)}
+    bgp = store.signals("asn", "131279", "bgp")
+    assert bgp.num_rows == (down - us("2014-12-22T15:00:00Z")) // MIN + 1  # one value per bin, none twice
+    assert bgp["value"].to_pylist()[-1] == 0.0
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["outage.method=slow", 'outage.watch=["city:Pyongyang"]', 'outage.detect=["bgp", "tv"]', "outage.bin_s=0"],
+)
+def test_bad_configuration_is_refused(override: str) -> None:
+    with pytest.raises(ConfigError):
+        outage_detectors(Config.load(overrides=[override]))
 
 
 # ------------------------------------------------------------------------------ warm-up and flapping

@@ -28,25 +28,40 @@ by event id for attribution.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 
-from ..config import register_section
+from ..config import Config, register_section
 from ..enrich.base import Enricher
-from ..enrich.routing import RoutingState
+from ..enrich.enricher import EnrichConfig, RoutingEnricher
+from ..enrich.routing import RoutingConfig, RoutingState
 from ..enrich.visibility import V4Ranges
 from ..errors import ConfigError
 from ..events import event_id
 from ..model import SIGNAL_SCHEMA, TIME
-from .base import Tick
+from .base import Detector, Tick
 from .ioda import LEVEL_NAMES, NORMAL, RULES, Rule, Step, Tracker
+from .routing_tracker import RoutingTracker
 from .signals import Series, SignalComputer, Watch
 
 US = 1_000_000
 FAMILY = {"bgp": "bgp", "bgp_peers": "bgp", "probing_up": "probing", "probing_share": "probing"}
+SIGNALS = [
+    "bgp",
+    "bgp_peers",
+    "probing_up",
+    "probing_share",
+    *(f"traffic_{side}_{what}" for side in ("in", "out") for what in ("bytes", "packets", "addrs")),
+]
 DETECTED = ["bgp", "bgp_peers", "probing_up", "probing_share", "traffic_out_packets", "traffic_out_addrs"]
+
+
+def _same(countries: V4Ranges, at_us: int) -> V4Ranges:
+    return countries
 
 
 def family(signal: str) -> str:
@@ -122,6 +137,16 @@ class _Event:
         }
 
 
+def outage_detectors(config: Config, enricher: RoutingEnricher | None = None) -> list[Detector]:
+    """The routing tracker (first: it keeps the shared routing state current) and the outage detector,
+    configured from the [outage], [routing] and [enrich] sections; pass the run's enricher to share it."""
+    if enricher is None:
+        state = RoutingState(config.section("routing", RoutingConfig))
+        enricher = RoutingEnricher.from_config(config.section("enrich", EnrichConfig), state)
+    outage = OutageDetector(config.section("outage", OutageConfig), enricher.routing, enricher)
+    return [RoutingTracker(enricher.routing), outage]
+
+
 class OutageDetector:
     """Detector of outages per country, AS and prefix (see the module docstring)."""
 
@@ -144,10 +169,16 @@ class OutageDetector:
             watch = Watch.parse(cfg.watch)
         except ValueError as exc:
             raise ConfigError(f"outage.watch: {exc}") from exc
-        if countries is None and enricher is not None and hasattr(enricher, "delegations"):
-            countries = enricher.delegations(None)
+        unknown = sorted(set(cfg.detect) - set(SIGNALS))
+        if unknown:
+            raise ConfigError(f"outage.detect: unknown signal(s) {unknown}; signals: {', '.join(SIGNALS)}")
+        countries_at: Callable[[int], V4Ranges | None] | None = None
+        if countries is not None:
+            countries_at = functools.partial(_same, countries)
+        elif isinstance(enricher, RoutingEnricher):
+            countries_at = enricher.delegations  # the RIR files of the day being judged
         self.bin_us = round(cfg.bin_s * US)
-        self.signals = SignalComputer(watch, cfg.all_entities, routing, enricher, countries)
+        self.signals = SignalComputer(watch, cfg.all_entities, routing, enricher, countries_at)
         self.trackers: dict[tuple[str, str], Tracker] = {}  # (signal, entity type) → rows = registry rows
         self.events: dict[str, _Event] = {}  # every event found, by id
         self.open: dict[tuple[str, str], _Event] = {}

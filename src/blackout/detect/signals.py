@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -100,18 +101,18 @@ class SignalComputer:
         all_entities: bool,
         routing: RoutingState | None,
         enricher: Enricher | None,
-        countries: V4Ranges | None = None,
+        countries: Callable[[int], V4Ranges | None] | None = None,
     ) -> None:
         self.watch = watch
         self.all = all_entities
         self.routing = routing
         self.enricher = enricher
-        self.countries = countries
+        self.countries = countries  # event time → the RIR country table in force (BGP per country)
         self.homes = Homes()
         self.flows: list[pa.Table] = []
         self.probes: list[pa.Table] = []
         self.registries: dict[tuple[str, str], Registry] = {}
-        self._bgp_series_cache: tuple[int, list[Series]] | None = None
+        self._bgp_series_cache: tuple[tuple[int, int], list[Series]] | None = None
         # probing state per /24 block (sorted by block)
         self.blocks = np.zeros(0, dtype=np.uint32)
         self.belief = np.zeros(0)
@@ -130,7 +131,7 @@ class SignalComputer:
 
     def close(self, at_us: int, with_traffic: bool = True) -> list[Series]:
         """Every signal of the bin that ends at ``at_us``; forget the bin's records."""
-        out = self._bgp_series()
+        out = self._bgp_series(at_us)
         flows = pa.concat_tables(self.flows).combine_chunks() if self.flows else FLOW_SCHEMA.empty_table()
         probes = pa.concat_tables(self.probes).combine_chunks() if self.probes else PROBE_SCHEMA.empty_table()
         self.flows, self.probes = [], []
@@ -138,11 +139,12 @@ class SignalComputer:
         raw += self._probing(probes, at_us)
         return out + [self._series(r) for r in raw]
 
-    def _bgp_series(self) -> list[Series]:
-        """The BGP series, recomputed only when the routing state changed."""
-        version = self.routing.version if self.routing is not None else -1
-        if self._bgp_series_cache is None or self._bgp_series_cache[0] != version:
-            self._bgp_series_cache = (version, [self._series(r) for r in self._bgp()])
+    def _bgp_series(self, at_us: int) -> list[Series]:
+        """The BGP series, recomputed only when the routing state (or the country table) changed."""
+        countries = self.countries(at_us) if self.countries is not None else None
+        key = (self.routing.version if self.routing is not None else -1, id(countries))
+        if self._bgp_series_cache is None or self._bgp_series_cache[0] != key:
+            self._bgp_series_cache = (key, [self._series(r) for r in self._bgp(countries)])
         return list(self._bgp_series_cache[1])
 
     def _series(self, raw: Raw) -> Series:
@@ -178,7 +180,7 @@ class SignalComputer:
         return asn, np.asarray(e.country, dtype=object)
 
     # ------------------------------------------------------------------ BGP
-    def _bgp(self) -> list[Raw]:
+    def _bgp(self, countries: V4Ranges | None) -> list[Raw]:
         rs = self.routing
         if rs is None or len(rs) == 0:
             return []
@@ -187,8 +189,8 @@ class SignalComputer:
         if view.full_feed_v4 > 0:
             by_asn = rs.visible_slash24_by_asn()
             out.append(("bgp", "asn", by_asn["asn"].to_numpy(), by_asn["slash24"].to_numpy().astype(float)))
-            if self.countries is not None:
-                by_cc = rs.visible_slash24_by_country(self.countries)
+            if countries is not None:
+                by_cc = rs.visible_slash24_by_country(countries)
                 cc = np.array(by_cc["country"].to_pylist(), dtype=object)
                 out.append(("bgp", "country", cc, by_cc["slash24"].to_numpy().astype(float)))
             if self.watch.prefixes:
