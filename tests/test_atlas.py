@@ -56,10 +56,13 @@ def check_against_sagan(table: pa.Table, objs: list[dict[str, object]]) -> None:
             assert row["rtt_ms"] is None
 
 
-@pytest.mark.parametrize("layout", ["array", "lines"])
+@pytest.mark.parametrize("layout", ["array", "pretty", "lines"])
 def test_matches_sagan(layout: str) -> None:
     objs = results()
-    data = json.dumps(objs).encode() if layout == "array" else "\n".join(json.dumps(o) for o in objs).encode() + b"\n"
+    if layout == "lines":
+        data = "\n".join(json.dumps(o) for o in objs).encode() + b"\n"
+    else:
+        data = json.dumps(objs, indent=2 if layout == "pretty" else None).encode()
     assert detect_format("x", data) == "atlas"
     table, ctx = decode(data)
     check_against_sagan(table, objs)

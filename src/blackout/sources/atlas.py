@@ -9,9 +9,11 @@ answers (``avg``; recomputed from ``result`` when ``avg`` is absent).
 
 How: JSON lines are parsed by Arrow's C++ JSON reader over the whole buffer
 (no Python object per result); a JSON array (what the Atlas API returns by
-default) is parsed with the standard library, then gathered column-wise.  If
-Arrow refuses the buffer (a damaged line), the lines are parsed one by one so
-the good ones survive.  Destination addresses are parsed once per distinct
+default) is first rewritten in place as JSON lines by a numba walk (outer
+brackets and the commas between elements become whitespace and newlines), so
+it takes the same path.  If Arrow refuses the buffer (a damaged line), the
+objects are parsed one by one with the standard library so the good ones
+survive.  Destination addresses are parsed once per distinct
 address (a measurement has few targets).  Objects without a usable time, probe
 id, address or counts are counted in ``ctx.errors`` as "damaged atlas result".
 """
@@ -26,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
+from numba import njit
 
 from .. import addr
 from ..model import ADDR, PROBE_SCHEMA, TIME, Kind
@@ -71,14 +74,15 @@ def _parse(path: str, data: bytes, ctx: DecodeContext) -> pa.Table:
     """The needed fields of every result object as a table of _FIELDS (damaged objects counted, left out)."""
     text = data.lstrip()
     if text[:1] == b"[":
+        lines = _array_as_lines(text)
+        table = _arrow_lines(lines) if lines is not None else None
+        if table is not None:
+            return table
         return _from_objects(path, _array_objects(path, text, ctx), ctx)
-    opts = pj.ParseOptions(explicit_schema=_FIELDS, unexpected_field_behavior="ignore")
-    try:
-        table = pj.read_json(pa.BufferReader(text), parse_options=opts).select(_FIELDS.names)
-        table.validate(full=True)  # Arrow's reader lets invalid UTF-8 inside strings through
+    table = _arrow_lines(text)
+    if table is not None:
         return table
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass  # a damaged line somewhere: parse line by line so the good ones survive
+    # a damaged line somewhere: parse line by line so the good ones survive
     objs: list[Any] = []
     offset = len(data) - len(text)
     for line in text.split(b"\n"):
@@ -89,6 +93,73 @@ def _parse(path: str, data: bytes, ctx: DecodeContext) -> pa.Table:
                 ctx.errors.add(path, DAMAGED, offset)
         offset += len(line) + 1
     return _from_objects(path, objs, ctx)
+
+
+def _arrow_lines(text: bytes) -> pa.Table | None:
+    """JSON lines through Arrow's C++ reader; None when it refuses the buffer."""
+    opts = pj.ParseOptions(explicit_schema=_FIELDS, unexpected_field_behavior="ignore")
+    try:
+        table = pj.read_json(pa.BufferReader(text), parse_options=opts).select(_FIELDS.names)
+        table.validate(full=True)  # Arrow's reader lets invalid UTF-8 inside strings through
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return table
+
+
+def _array_as_lines(text: bytes) -> bytes | None:
+    """A JSON array of objects rewritten as JSON lines (same length), or None when it is not one."""
+    buf = np.frombuffer(text, dtype=np.uint8).copy()
+    return buf.tobytes() if _unwrap_array(buf) else None
+
+
+@njit(cache=True)
+def _unwrap_array(buf: np.ndarray) -> bool:  # pragma: no cover - compiled
+    """In place: the outer brackets become spaces, the commas between elements newlines and newlines
+    inside elements spaces.  False unless the buffer is one array whose elements are all objects."""
+    depth = 0
+    in_str = False
+    esc = False
+    closed = False
+    for i in range(len(buf)):
+        c = buf[i]
+        if in_str:
+            if esc:
+                esc = False
+            elif c == 92:  # backslash
+                esc = True
+            elif c == 34:
+                in_str = False
+            continue
+        if closed:
+            if c not in (32, 9, 10, 13):
+                return False
+            continue
+        if c == 34:
+            in_str = True
+        elif c == 91 or c == 123:  # [ {
+            if depth == 0:
+                if c != 91:
+                    return False
+                buf[i] = 32
+            elif depth == 1 and c != 123:
+                return False
+            depth += 1
+        elif c == 93 or c == 125:  # ] }
+            depth -= 1
+            if depth == 0:
+                if c != 93:
+                    return False
+                buf[i] = 32
+                closed = True
+            elif depth < 0:
+                return False
+        elif c == 44 and depth == 1:
+            buf[i] = 10
+        elif (c == 10 or c == 13) and depth >= 1:
+            buf[i] = 32
+        elif depth == 1 and c not in (32, 9):
+            return False
+    return closed
 
 
 def _array_objects(path: str, text: bytes, ctx: DecodeContext) -> list[Any]:
