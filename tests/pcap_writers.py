@@ -135,6 +135,17 @@ def to_sll2(frame: bytes) -> bytes:
     return struct.pack(">HHIHBB8s", etype, 0, 3, 1, 0, 6, frame[6:12] + b"\0\0") + payload
 
 
+def to_sll_vlan(frame: bytes) -> bytes:
+    """Linux cooked capture with the VLAN tag libpcap puts back after the header."""
+    etype, payload = ether_parts(frame)
+    return struct.pack(">HHH8sHHH", 0, 1, 6, frame[6:12] + b"\0\0", 0x8100, 42, etype) + payload
+
+
+def to_sll2_vlan(frame: bytes) -> bytes:
+    etype, payload = ether_parts(frame)
+    return struct.pack(">HHIHBB8sHH", 0x8100, 0, 3, 1, 0, 6, frame[6:12] + b"\0\0", 42, etype) + payload
+
+
 def to_raw(frame: bytes) -> bytes | None:
     return ether_parts(frame)[1] if _ip_family(frame) else None
 
@@ -185,6 +196,8 @@ def to_pppoe(frame: bytes) -> bytes | None:
 LINKS: dict[str, tuple[int, LinkRewrite]] = {
     "sll": (113, to_sll),
     "sll2": (276, to_sll2),
+    "sll-vlan": (113, to_sll_vlan),
+    "sll2-vlan": (276, to_sll2_vlan),
     "raw": (101, to_raw),
     "raw12": (12, to_raw),
     "ipv4": (228, to_raw4),

@@ -209,7 +209,7 @@ def test_unknown_link_type_is_counted(tmp_path: Path) -> None:
 # section 1 and 2 interfaces: (link rewrite, if_tsresol or None for the default µs, if_tsoffset seconds)
 SECTION1 = [("ether", None, 0), ("raw", 9, 0), ("sll", 0x80 | 20, 0), ("ipv4", 3, 0), ("ipv6", 9, 3600), ("sll2", 6, 0)]
 SECTION2 = [("qinq", 6, -7200), ("vlan", 9, 0), ("mpls", 6, 0), ("pppoe", 0x80 | 10, 0), ("loop", 6, 0)]
-SECTION2 += [("null", 6, 0), ("raw12", 7, 0)]
+SECTION2 += [("null", 6, 0), ("raw12", 7, 0), ("sll-vlan", 6, 0), ("sll2-vlan", 6, 0)]
 
 
 def spread(records: list, ifaces: list) -> list:

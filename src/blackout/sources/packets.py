@@ -32,6 +32,9 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from .rawheader import OK as RAW_OK
+from .rawheader import _parse_ip, _skip_l2
+
 # Per-packet outcome; everything but OK is counted in ctx.errors under REASONS.
 OK = 0
 NON_IP = 1
@@ -62,13 +65,22 @@ def _be16(b: np.ndarray, p: Any) -> Any:
 
 @njit(cache=True)
 def _link(b: np.ndarray, p: Any, e: Any, lt: Any) -> tuple[Any, Any]:
-    """(ethertype or _RAW, offset after the link header); ethertype -1 = cut short, -3 = unknown link type."""
+    """(ethertype, L3 offset) past the link header and any VLAN tags or MPLS labels.
+
+    Ethertype -1: cut short; -3: unknown link type; _RAW: the IP version nibble says.
+    """
     if lt == LINK_ETHERNET:
-        return (_be16(b, p + 12), p + 14) if e - p >= 14 else (-1, p)
-    if lt == LINK_SLL:
-        return (_be16(b, p + 14), p + 16) if e - p >= 16 else (-1, p)
+        return _skip_l2(b, p, e)
+    if lt == LINK_SLL:  # an Ethernet header with two more bytes in front: same offsets from p + 2
+        return _skip_l2(b, p + 2, e)
     if lt == LINK_SLL2:
-        return (_be16(b, p), p + 20) if e - p >= 20 else (-1, p)
+        if e - p < 20:
+            return -1, p
+        et = _be16(b, p)
+        if et == 0x8100 or et == 0x88A8 or et == 0x9100:
+            # A tag follows the 20-byte header: from p + 10 it reads as an Ethernet header of the tag's inner type.
+            return _skip_l2(b, p + 10, e)
+        return et, p + 20
     if lt == 101 or lt == 12 or lt == 14:
         return _RAW, p
     if lt == 228:
@@ -92,65 +104,75 @@ def _link(b: np.ndarray, p: Any, e: Any, lt: Any) -> tuple[Any, Any]:
 
 @njit(cache=True)
 def _inner(b: np.ndarray, q: Any, e: Any, et: Any) -> tuple[Any, Any]:
-    """Step over VLAN tags, an MPLS label stack and a PPPoE session header: (ethertype, L3 offset)."""
-    for _ in range(16):
-        if et == 0x8100 or et == 0x88A8 or et == 0x9100:
-            if e - q < 4:
-                return -1, q
-            et = _be16(b, q + 2)
-            q += 4
-        elif et == 0x8847 or et == 0x8848:
-            while True:
-                if e - q < 4:
-                    return -1, q
-                q += 4
-                if b[q - 2] & 1:
-                    break
-            et = _RAW
-        elif et == 0x8864:
-            if e - q < 8:
-                return -1, q
-            ppp = _be16(b, q + 6)
-            et = 0x0800 if ppp == 0x0021 else (0x86DD if ppp == 0x0057 else 0)
-            q += 8
-        else:
-            break
+    """Step over a PPPoE session header, or read the version of a raw IP packet: (ethertype, L3 offset)."""
+    if et == 0x8864:
+        if e - q < 8:
+            return -1, q
+        ppp = _be16(b, q + 6)
+        return (0x0800 if ppp == 0x0021 else (0x86DD if ppp == 0x0057 else 0)), q + 8
     if et == _RAW:
         if e - q < 1:
             return -1, q
         nib = b[q] >> 4
-        et = 0x0800 if nib == 4 else (0x86DD if nib == 6 else 0)
+        return (0x0800 if nib == 4 else (0x86DD if nib == 6 else 0)), q
     return et, q
 
 
-@njit(cache=True)
+# What decode_frames fills per packet: name → (dtype, width).  Names are FLOW_SCHEMA's where they are its columns.
+FRAME_COLUMNS: dict[str, tuple[type, int]] = {
+    "status": (np.uint8, 1),  # OK or a REASONS code
+    "src_addr": (np.uint8, 16),  # IPv4-mapped
+    "dst_addr": (np.uint8, 16),
+    "src_port": (np.uint16, 1),
+    "dst_port": (np.uint16, 1),
+    "protocol": (np.uint8, 1),
+    "tcp_flags": (np.uint8, 1),
+    "ttl": (np.uint8, 1),
+    "fragment": (np.bool_, 1),
+    "bytes": (np.uint64, 1),
+    "payload": (np.int64, 1),  # where a whole UDP payload starts in the buffer, -1 when there is none
+    "payload_len": (np.int64, 1),
+}
+
+
 def decode_frames(
+    b: np.ndarray, off: np.ndarray, cap: np.ndarray, orig: np.ndarray, link: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Decode the frames at b[off : off + cap] (original length orig, link type link) into FRAME_COLUMNS arrays.
+
+    Rows whose status is not OK hold zeros.
+    """
+    n = len(off)
+    cols: dict[str, np.ndarray] = {
+        name: np.zeros((n, w) if w > 1 else n, dtype=t) for name, (t, w) in FRAME_COLUMNS.items()
+    }
+    cols["payload"][:] = -1
+    _decode(b, off, cap, orig, link, *cols.values())
+    return cols
+
+
+@njit(cache=True)
+def _decode(
     b: np.ndarray,
     off: np.ndarray,
     cap: np.ndarray,
     orig: np.ndarray,
     link: np.ndarray,
-) -> tuple:
-    """Decode n captured frames.
-
-    Returns (status, src, dst, src_port, dst_port, protocol, tcp_flags, ttl,
-    fragment, l3_bytes, udp_payload_offset, udp_payload_length); addresses are
-    (n, 16) IPv4-mapped matrices; rows whose status is not OK hold zeros, and
-    the payload offset is -1 where there is no whole UDP payload.
-    """
+    status: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    sport: np.ndarray,
+    dport: np.ndarray,
+    proto: np.ndarray,
+    flags: np.ndarray,
+    ttl: np.ndarray,
+    frag: np.ndarray,
+    l3: np.ndarray,
+    pay: np.ndarray,
+    pay_len: np.ndarray,
+) -> None:
+    """The kernel of decode_frames: one pass per frame, writing row i of every output."""
     n = off.shape[0]
-    status = np.zeros(n, dtype=np.uint8)
-    src = np.zeros((n, 16), dtype=np.uint8)
-    dst = np.zeros((n, 16), dtype=np.uint8)
-    sport = np.zeros(n, dtype=np.uint16)
-    dport = np.zeros(n, dtype=np.uint16)
-    proto = np.zeros(n, dtype=np.uint8)
-    flags = np.zeros(n, dtype=np.uint8)
-    ttl = np.zeros(n, dtype=np.uint8)
-    frag = np.zeros(n, dtype=np.bool_)
-    l3 = np.zeros(n, dtype=np.uint64)
-    pay = np.full(n, -1, dtype=np.int64)
-    pay_len = np.zeros(n, dtype=np.int64)
     for i in range(n):
         p = np.int64(off[i])
         e = p + np.int64(cap[i])
@@ -158,71 +180,28 @@ def decode_frames(
         if et == -3:
             status[i] = UNKNOWN_LINK
             continue
-        if et >= 0 or et == _RAW:
-            et, q = _inner(b, q, e, et)
+        et, q = _inner(b, q, e, et)
         if et == -1:
             status[i] = CUT_LINK
             continue
-        if et == 0x0800:
-            if e - q < 20:
-                status[i] = CUT_IP
-                continue
-            ihl = (np.int64(b[q]) & 0x0F) * 4
-            total = _be16(b, q + 2)
-            if b[q] >> 4 != 4 or ihl < 20 or (total != 0 and total < ihl):
-                status[i] = BAD_IP
-                continue
-            if e - q < ihl:
-                status[i] = CUT_IP
-                continue
-            fo = _be16(b, q + 6)
-            frag[i] = (fo & 0x3FFF) != 0
-            ttl[i] = b[q + 8]
-            nh = np.int64(b[q + 9])
-            src[i, 10] = 0xFF
-            src[i, 11] = 0xFF
-            dst[i, 10] = 0xFF
-            dst[i, 11] = 0xFF
-            for j in range(4):
-                src[i, 12 + j] = b[q + 12 + j]
-                dst[i, 12 + j] = b[q + 16 + j]
-            l4 = q + ihl if (fo & 0x1FFF) == 0 else -1
-        elif et == 0x86DD:
-            if e - q < 40:
-                status[i] = CUT_IP
-                continue
-            if b[q] >> 4 != 6:
-                status[i] = BAD_IP
-                continue
-            total = _be16(b, q + 4) + 40 if _be16(b, q + 4) else 0
-            nh = np.int64(b[q + 6])
-            ttl[i] = b[q + 7]
-            for j in range(16):
-                src[i, j] = b[q + 8 + j]
-                dst[i, j] = b[q + 24 + j]
-            l4 = q + 40
-            # Extension headers: hop-by-hop (0), routing (43), fragment (44), AH (51), destination options (60).
-            for _ in range(16):
-                if nh != 0 and nh != 43 and nh != 44 and nh != 51 and nh != 60:
-                    break
-                if e - l4 < 8:
-                    l4 = -1
-                    break
-                nxt = np.int64(b[l4])
-                if nh == 44:
-                    frag[i] = True
-                    if _be16(b, l4 + 2) & 0xFFF8:
-                        nh = nxt
-                        l4 = -1
-                        break
-                    l4 += 8
-                elif nh == 51:
-                    l4 += (np.int64(b[l4 + 1]) + 2) * 4
-                else:
-                    l4 += (np.int64(b[l4 + 1]) + 1) * 8
-                nh = nxt
-        else:
+        if et != 0x0800 and et != 0x86DD:
             status[i] = NON_IP
+            continue
+        need = 20 if et == 0x0800 else 40
+        if e - q < need:
+            status[i] = CUT_IP
+            continue
+        ihl = (np.int64(b[q]) & 0x0F) * 4 if et == 0x0800 else need
+        total = _be16(b, q + 2) if et == 0x0800 else 0
+        if ihl < 20 or (total != 0 and total < ihl):
+            status[i] = BAD_IP
+            continue
+        if e - q < ihl:
+            status[i] = CUT_IP
+            continue
+        st, l4, nh, ttl[i], frag[i], total = _parse_ip(b, q, e, et, i, src, dst)
+        if st != RAW_OK:
+            status[i] = BAD_IP
             continue
         proto[i] = nh
         if total == 0:
@@ -244,4 +223,3 @@ def decode_frames(
                     pay_len[i] = ulen - 8
         elif (nh == 1 or nh == 58) and room >= 2:
             dport[i] = (np.int64(b[l4]) << 8) | np.int64(b[l4 + 1])
-    return status, src, dst, sport, dport, proto, flags, ttl, frag, l3, pay, pay_len

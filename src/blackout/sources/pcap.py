@@ -132,36 +132,29 @@ def _chunks(path: str, buf: np.ndarray, size: int, ctx: DecodeContext) -> Iterat
 
 def _flows(path: str, buf: np.ndarray, c: _Chunk, ctx: DecodeContext) -> list[pa.RecordBatch]:
     """One chunk's flow batches in file order: 1-packet flows, with export datagrams decoded in place."""
-    status, src, dst, sport, dport, proto, flags, ttl, frag, l3, pay, pay_len = packets.decode_frames(
-        buf, c.off, c.cap, c.orig, c.link
-    )
+    f = packets.decode_frames(buf, c.off, c.cap, c.orig, c.link)
+    status = f["status"]
     n = len(status)
     exporter = os.path.basename(path)
     ctx.counters[(exporter, "packets")] += n
     _count_bad(path, status, c, ctx)
     kept = status == packets.OK
-    export = _exports(buf, kept & (proto == 17), pay, pay_len)
-    arrays = [
-        pa.array(c.ts, type=TIME),
-        pa.repeat(pa.scalar(exporter), n),
-        addr.from_matrix(src),
-        addr.from_matrix(dst),
-        pa.array(sport),
-        pa.array(dport),
-        pa.array(proto),
-        pa.array(flags),
-        pa.array(frag),
-        pa.array(ttl),
-        pa.array(l3),
-        pa.repeat(pa.scalar(1, pa.uint64()), n),
-        pa.repeat(pa.scalar(1, pa.uint32()), n),
-        pa.array(c.iface.astype(np.uint32)),
-        pa.repeat(pa.scalar(0, pa.uint32()), n),
-    ]
-    table = pa.RecordBatch.from_arrays(arrays, schema=FLOW_SCHEMA)
+    export = _exports(buf, kept & (f["protocol"] == 17), f["payload"], f["payload_len"])
+    cols = {name: pa.array(f[name]) for name in FLOW_SCHEMA.names if name in f and f[name].ndim == 1}
+    cols |= {
+        "ts": pa.array(c.ts, type=TIME),
+        "exporter": pa.repeat(pa.scalar(exporter), n),
+        "src_addr": addr.from_matrix(f["src_addr"]),
+        "dst_addr": addr.from_matrix(f["dst_addr"]),
+        "packets": pa.repeat(pa.scalar(1, pa.uint64()), n),
+        "sampling_rate": pa.repeat(pa.scalar(1, pa.uint32()), n),
+        "in_if": pa.array(c.iface.astype(np.uint32)),
+        "out_if": pa.repeat(pa.scalar(0, pa.uint32()), n),
+    }
+    table = pa.RecordBatch.from_arrays([cols[name] for name in FLOW_SCHEMA.names], schema=FLOW_SCHEMA)
     if not export:
         return [table if kept.all() else table.filter(pa.array(kept))]
-    return _with_exports(buf, table, kept, export, src, c.ts, pay, pay_len, ctx)
+    return _with_exports(buf, table, kept, export, f, c.ts, ctx)
 
 
 def _count_bad(path: str, status: np.ndarray, c: _Chunk, ctx: DecodeContext) -> None:
@@ -205,13 +198,12 @@ def _with_exports(
     table: pa.RecordBatch,
     kept: np.ndarray,
     export: dict[int, str],
-    src: np.ndarray,
+    f: dict[str, np.ndarray],
     ts: np.ndarray,
-    pay: np.ndarray,
-    pay_len: np.ndarray,
     ctx: DecodeContext,
 ) -> list[pa.RecordBatch]:
     """Split the chunk at export packets: plain runs stay 1-packet flows, each export run is decoded at once."""
+    src, pay, pay_len = f["src_addr"], f["payload"], f["payload_len"]
     out: list[pa.RecordBatch] = []
     idx = sorted(export)
     start = 0
