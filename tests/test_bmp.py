@@ -338,3 +338,27 @@ def test_same_elements_as_the_mrt_reader(name: str) -> None:
     got = pa.Table.from_batches(list(BmpStream("t", DecodeContext()).feed(stream, ARRIVAL)), schema=ROUTE_SCHEMA)
     assert got.num_rows == want.num_rows > 1000
     assert got.drop_columns(["collector"]).equals(want)
+
+
+def test_many_peers_grow_the_peer_table() -> None:
+    """1,000 distinct peers (real UPDATEs given rewritten peer addresses): every row kept, each peer's address right."""
+    path = DATA / "mrt" / "ris.rrc06.updates.1401488100.gz"
+    msgs = [m for m in mrt_to_bmp(read_input(str(path))) if not m[7] & 0x80][:1000]  # IPv4 peers
+    assert len(msgs) == 1000
+    stream = b""
+    for i, m in enumerate(msgs):
+        stream += m[:28] + bytes([10, i >> 8 & 255, i & 255, 1]) + m[32:]  # peer address 10.x.y.1
+    ctx = DecodeContext()
+    parser = BmpStream("t", ctx)
+    rows = rows_of(list(parser.feed(stream, ARRIVAL)))
+    want = rows_of(list(BmpStream("t", DecodeContext()).feed(b"".join(msgs), ARRIVAL)))
+    assert len(rows) == len(want) > 1000
+    peers = {text(r["peer_addr"]) for r in rows}
+    assert len(peers) == len({i for i, m in enumerate(msgs) if rows_per_message(m)})
+    ends = parser.end_rows(ARRIVAL).to_pylist()
+    assert len(ends) == 1000 and {r["new_state"] for r in ends} == {1}
+    assert {text(r["peer_addr"]) for r in ends} == {f"10.{i >> 8}.{i & 255}.1" for i in range(1000)}
+
+
+def rows_per_message(msg: bytes) -> int:
+    return len(rows_of(list(BmpStream("t", DecodeContext()).feed(msg, ARRIVAL))))

@@ -26,6 +26,7 @@ from ..collect.udp import Listener, UdpCollector, kernel_drops
 from ..engine import Engine, EngineConfig, Source
 from ..model import Kind
 from ..pipeline import build_detectors, flow_keeper
+from ..serve.alerts import router_for
 from ..sources import DecodeContext
 from ..store import StoreConfig
 from .common import add_config_args, add_db_arg, load_config, store_for
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     bmps = [BmpCollector(port, ctx, args.bind) for port in args.bmp]
     stops = ([udp.stop] if udp else []) + [b.stop for b in bmps]
     store = store_for(args)
+    router = router_for(config, store.upsert)  # the store, then alerts and mitigation ([alerts], [mitigation])
     _install_signals(stops)
     if udp:
         udp.start()
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     sources = [Source("udp", Kind.FLOW, watched(udp.batches()), heartbeat=heartbeat)] if udp else []
     sources += [Source(f"bmp:{b.port}", Kind.ROUTE, watched(b.batches()), heartbeat=heartbeat) for b in bmps]
     keep = flow_keeper(store) if config.section("store", StoreConfig).keep_flows else None
-    engine = Engine(build_detectors(config), store.upsert, engine_config, on_batch=keep)
+    engine = Engine(build_detectors(config), router, engine_config, on_batch=keep)
     stats = None
     try:
         stats = engine.run(sources, close_open=False)
@@ -126,8 +128,11 @@ def run(args: argparse.Namespace) -> int:
             udp.close()
         for b in bmps:
             b.close()
+        router.close()
         report = status(udp, bmps, ctx)
+        report["alerts"] = router.stats()
         report["records"] = stats.records if stats else {}
+        report["late_records"] = stats.late if stats else 0  # e.g. a BMP table dump's old route times
         report["attacks_in_store"] = store.count("attacks")
         report["flows_in_store"] = store.flow_totals()
         store.close()

@@ -124,15 +124,25 @@ class BmpCollector:
                     buf.append(data)
                     size += len(data)
                 if buf and (size >= self.chunk_bytes or time.monotonic() >= deadline):
-                    self.chunks.put(_Chunk(session, b"".join(buf), time.time_ns() // 1000))
+                    self._put(_Chunk(session, b"".join(buf), time.time_ns() // 1000))
                     buf, size = [], 0
                 if time.monotonic() >= deadline:
                     deadline = time.monotonic() + self.flush_s
         finally:
             if buf:
-                self.chunks.put(_Chunk(session, b"".join(buf), time.time_ns() // 1000))
-            self.chunks.put(_Chunk(session, None, time.time_ns() // 1000))
+                self._put(_Chunk(session, b"".join(buf), time.time_ns() // 1000))
+            self._put(_Chunk(session, None, time.time_ns() // 1000))
             session.conn.close()
+
+    def _put(self, chunk: _Chunk) -> None:
+        """Queue a chunk, waiting while the engine is behind (TCP then slows the router down), not once stopped."""
+        while True:
+            try:
+                self.chunks.put(chunk, timeout=0.1)
+                return
+            except queue.Full:
+                if self.stop.is_set():
+                    return
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """Decoded route batches; an empty batch whenever nothing came for flush_s (a heartbeat)."""
