@@ -1,0 +1,218 @@
+"""What the DDoS detector accumulates about one attack, and the record it becomes.
+
+Each tick, the rows toward an attacked target are folded into a fresh
+:class:`AttackStats` (all numpy: bincounts, sorted-key counters), which is
+merged into the attack's running total — or held as *pending* while the
+target is quiet, and merged only if the attack goes on (so an attack's totals
+cover exactly its [start, end) span).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .. import addr
+from ..enrich.base import Enricher
+from . import spoofing
+from .sketch import HyperLogLog, SparseCounter, address_keys, smallest_distinct
+from .vectors import DIRECT_PORTED, FALLBACK, N_VECTORS, REFLECTED, classify, role_of, vector_shares
+
+TOP = 10  # entries kept in top_sources, source_countries, source_asns
+SRC_PK, SRC_RAW, SRC_FLAG = 0, 1, 2  # columns of the per-source counter
+
+
+@dataclasses.dataclass
+class AttackRows:
+    """Columns of one tick's rows that go to some attack, computed once for all attacks."""
+
+    src_hi: np.ndarray
+    src_lo: np.ndarray
+    src_key: np.ndarray
+    vector: np.ndarray
+    packets: np.ndarray  # sampling-corrected
+    raw_packets: np.ndarray
+    bytes: np.ndarray  # sampling-corrected
+    dst_port: np.ndarray
+    ttl: np.ndarray
+    sampled: np.ndarray
+    flag: np.ndarray  # source is a bogon or (routing known) unrouted
+    country: np.ndarray  # uint64 packed ISO code, 0 unknown
+    asn: np.ndarray  # uint64, 0 unknown
+
+    @classmethod
+    def build(cls, flows: pa.Table, rows: np.ndarray, enricher: Enricher, at_us: int) -> AttackRows:
+        """Take the rows, classify them and enrich their distinct sources (one lookup for the tick)."""
+        t = flows.take(pa.array(rows, type=pa.int64()))
+        hi, lo = addr.words(t.column("src_addr"))
+        keys = address_keys(hi, lo)
+        rate = np.maximum(t.column("sampling_rate").to_numpy().astype(np.float64), 1.0)
+        raw = t.column("packets").to_numpy().astype(np.float64)
+        src_port = t.column("src_port").to_numpy()
+        dst_port = t.column("dst_port").to_numpy()
+        vec = classify(
+            t.column("protocol").to_numpy(),
+            t.column("tcp_flags").to_numpy(),
+            src_port,
+            dst_port,
+            t.column("fragment").to_numpy(zero_copy_only=False),
+        )
+        _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+        info = enricher.lookup(t.column("src_addr").take(pa.array(first, type=pa.int64())), at_us)
+        routed = np.asarray(info.routed, dtype=bool)
+        routing_known = bool(routed.any())
+        flag = spoofing.bogon(hi[first], lo[first]) | (routing_known & ~routed)
+        packed = _pack_countries(info.country)
+        return cls(
+            hi,
+            lo,
+            keys,
+            vec,
+            raw * rate,
+            raw,
+            t.column("bytes").to_numpy().astype(np.float64) * rate,
+            dst_port,
+            t.column("ttl").to_numpy(),
+            rate > 1,
+            flag[inv],
+            packed[inv],
+            np.asarray(info.origin_asn, dtype=np.uint64)[inv],
+        )
+
+
+class AttackStats:
+    """Running totals of one attack (or of one tick of it)."""
+
+    def __init__(self, max_sources: int, min_sources: int) -> None:
+        self.min_sources = min_sources
+        self.packets = 0.0
+        self.bytes = 0.0
+        self.peak_pps, self.peak_pps_at = 0.0, 0
+        self.peak_bps, self.peak_bps_at = 0.0, 0
+        self.vectors = np.zeros(N_VECTORS, dtype=np.float64)
+        self.reflectors: dict[int, np.ndarray] = {}  # reflected vector -> its smallest source keys
+        self.sources = SparseCounter(columns=3, tags=2, cap=max_sources)
+        self.hll = HyperLogLog()
+        self.ports = SparseCounter()
+        self.countries = SparseCounter()
+        self.asns = SparseCounter()
+        self.ttl = np.zeros(256, dtype=np.float64)
+        self.sampled = False
+
+    def add_tick(self, rows: AttackRows, sel: np.ndarray, start_us: int, pps: float, bps: float) -> None:
+        """Fold in the selected rows of one tick, whose target rates were pps and bps."""
+        pk = rows.packets[sel]
+        self.packets += float(pk.sum())
+        self.bytes += float(rows.bytes[sel].sum())
+        self._peak(pps, bps, start_us)
+        vec = rows.vector[sel]
+        self.vectors += np.bincount(vec, weights=pk, minlength=N_VECTORS)
+        keys = rows.src_key[sel]
+        for code in np.unique(vec[REFLECTED[vec]]).tolist():
+            got = self.reflectors.get(code, np.zeros(0, np.uint64))
+            self.reflectors[code] = smallest_distinct(got, keys[vec == code], self.min_sources)
+        cols = np.stack([pk, rows.raw_packets[sel], rows.flag[sel].astype(np.float64)], axis=1)
+        self.sources.add(keys, cols, np.stack([rows.src_hi[sel], rows.src_lo[sel]], axis=1))
+        self.hll.add(keys)
+        direct = DIRECT_PORTED[vec]
+        self.ports.add(rows.dst_port[sel][direct].astype(np.uint64), pk[direct])
+        self.countries.add(rows.country[sel], pk)
+        self.asns.add(rows.asn[sel], pk)
+        self.ttl += np.bincount(rows.ttl[sel].astype(np.int64), weights=pk, minlength=256)
+        self.sampled = self.sampled or bool(rows.sampled[sel].any())
+
+    def _peak(self, pps: float, bps: float, at_us: int) -> None:
+        if pps > self.peak_pps:
+            self.peak_pps, self.peak_pps_at = pps, at_us
+        if bps > self.peak_bps:
+            self.peak_bps, self.peak_bps_at = bps, at_us
+
+    def merge(self, other: AttackStats) -> None:
+        """Add another span's totals (a later one: peaks keep the earliest time on ties)."""
+        self.packets += other.packets
+        self.bytes += other.bytes
+        if other.peak_pps > self.peak_pps:
+            self.peak_pps, self.peak_pps_at = other.peak_pps, other.peak_pps_at
+        if other.peak_bps > self.peak_bps:
+            self.peak_bps, self.peak_bps_at = other.peak_bps, other.peak_bps_at
+        self.vectors += other.vectors
+        for code, keys in other.reflectors.items():
+            got = self.reflectors.get(code, np.zeros(0, np.uint64))
+            self.reflectors[code] = smallest_distinct(got, keys, self.min_sources)
+        self.sources.merge(other.sources)
+        self.hll.merge(other.hll)
+        for mine, theirs in ((self.ports, other.ports), (self.countries, other.countries), (self.asns, other.asns)):
+            mine.merge(theirs)
+        self.ttl += other.ttl
+        self.sampled = self.sampled or other.sampled
+
+    # ------------------------------------------------------------ record
+    def final_vectors(self) -> np.ndarray:
+        """Packets per vector, reflection vectors with too few sources moved to their direct fallback."""
+        out = self.vectors.copy()
+        for code in np.flatnonzero(REFLECTED & (out > 0)).tolist():
+            if len(self.reflectors.get(code, ())) < self.min_sources:
+                out[FALLBACK[code]] += out[code]
+                out[code] = 0.0
+        return out
+
+    def unique_sources(self) -> int:
+        """Exact while under the cap, HyperLogLog after."""
+        return len(self.sources) if self.sources.exact else round(self.hll.estimate())
+
+    def fields(self) -> dict[str, Any]:
+        """The record fields that come from traffic (everything but identity, target and times)."""
+        vec = self.final_vectors()
+        total = self.packets if self.packets > 0 else 1.0
+        reflected = float(vec[REFLECTED].sum()) / total
+        src = self.sources
+        n = len(src)
+        single = int(np.count_nonzero(src.sums[:, SRC_RAW] <= 1)) if src.exact and not self.sampled else None
+        spoof = spoofing.estimate(n, int(np.count_nonzero(src.sums[:, SRC_FLAG] > 0)), single, self.ttl, reflected)
+        top = src.top(TOP, SRC_PK)
+        top_sources = [
+            {"address": _address(int(src.tags[i, 0]), int(src.tags[i, 1])), "share": float(src.sums[i, SRC_PK]) / total}
+            for i in top.tolist()
+        ]
+        return {
+            "peak_bps": self.peak_bps,
+            "peak_bps_at": self.peak_bps_at,
+            "peak_pps": self.peak_pps,
+            "peak_pps_at": self.peak_pps_at,
+            "total_bytes": self.bytes,
+            "total_packets": self.packets,
+            "vectors": vector_shares(vec),
+            "unique_sources": self.unique_sources(),
+            "source_countries": [
+                {"country": _country(int(k)), "share": s / total} for k, s in _top_known(self.countries)
+            ],
+            "source_asns": [{"asn": int(k), "share": s / total} for k, s in _top_known(self.asns)],
+            "top_sources": top_sources,
+            "spoofing": spoof,
+            "target_role": role_of(self.ports.keys, self.ports.sums[:, 0]),
+        }
+
+
+def _pack_countries(country: np.ndarray) -> np.ndarray:
+    """ISO codes as uint64 (two ASCII bytes, big-endian), 0 for unknown, without a Python loop."""
+    try:
+        codes = np.asarray(country, dtype="U2").astype("S2")
+    except (UnicodeEncodeError, ValueError, TypeError):
+        codes = np.zeros(len(country), dtype="S2")
+    return np.frombuffer(np.ascontiguousarray(codes).tobytes(), dtype=">u2").astype(np.uint64)
+
+
+def _top_known(counter: SparseCounter) -> list[tuple[int, float]]:
+    idx = [i for i in counter.top(TOP + 1).tolist() if counter.keys[i] != 0][:TOP]
+    return [(int(counter.keys[i]), float(counter.sums[i, 0])) for i in idx]
+
+
+def _country(packed: int) -> str:
+    return packed.to_bytes(2, "big").decode("ascii", "replace")
+
+
+def _address(hi: int, lo: int) -> str:
+    return addr.format_one(hi.to_bytes(8, "big") + lo.to_bytes(8, "big")) or ""

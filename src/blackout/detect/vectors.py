@@ -1,0 +1,158 @@
+"""Attack vectors and target roles: what kind of packets an attack is made of, named as operators name them.
+
+Each flow row gets exactly one vector code (so the shares of an attack add up
+to 1), checked in this order:
+
+1. ``ip_fragmentation`` — a fragment without ports (a non-first fragment: its
+   transport header is in the first fragment).  First fragments keep their
+   ports and are classified by them, so a fragmented DNS reflection shows both
+   ``dns_amplification`` (first fragments) and ``ip_fragmentation`` (the rest).
+2. TCP by flags (OR of the flow's flags): SYN without ACK → ``syn_flood``;
+   SYN+ACK without data flags (PSH/FIN) → ``synack_reflection``; RST → ``rst_flood``;
+   ACK (±PSH) without SYN/RST/FIN → ``ack_flood``; anything else → ``tcp_flood``.
+3. UDP from a known amplifier source port → ``<service>_amplification``
+   (US-CERT TA14-017A names), other UDP → ``udp_flood``.
+4. ICMP and ICMPv6 → ``icmp_flood``; any other protocol → ``ip_flood`` (sflow-rt's name).
+
+Reflection vectors (``synack_reflection`` and the amplifications) also need
+many sources: with fewer than ``amplification_min_sources`` distinct sources
+in the attack, their packets are reported as ``tcp_flood`` / ``udp_flood``
+(one DNS server answering a client is not a reflection attack).
+
+FastNetMon 1.2.4 only names syn_flood, icmp_flood, ip_fragmentation and
+udp_flood (>90 % of packets), and reports SYN-ACK reflection as ``unknown``;
+here every packet counts toward a named vector and all vectors ≥ 5 % are kept.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TCP, UDP, ICMP, ICMP6 = 6, 17, 1, 58
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+
+BASE_VECTORS = (
+    "syn_flood",
+    "synack_reflection",
+    "ack_flood",
+    "rst_flood",
+    "tcp_flood",
+    "udp_flood",
+    "icmp_flood",
+    "ip_fragmentation",
+    "ip_flood",
+)
+(SYN_FLOOD, SYNACK_REFLECTION, ACK_FLOOD, RST_FLOOD, TCP_FLOOD, UDP_FLOOD, ICMP_FLOOD, IP_FRAGMENTATION, IP_FLOOD) = (
+    range(len(BASE_VECTORS))
+)
+
+# UDP source port -> service, for <service>_amplification (US-CERT TA14-017A and its later updates).
+AMPLIFIERS: dict[int, str] = {
+    17: "qotd",
+    19: "chargen",
+    53: "dns",
+    69: "tftp",
+    111: "rpcbind",
+    123: "ntp",
+    137: "netbios",
+    161: "snmp",
+    389: "cldap",
+    427: "slp",
+    520: "ripv1",
+    1900: "ssdp",
+    3283: "ard",
+    3702: "wsd",
+    5353: "mdns",
+    5683: "coap",
+    11211: "memcached",
+    26000: "quake",
+    27015: "steam",
+}
+_AMP_PORTS = sorted(AMPLIFIERS)
+VECTORS: tuple[str, ...] = BASE_VECTORS + tuple(f"{AMPLIFIERS[p]}_amplification" for p in _AMP_PORTS)
+N_VECTORS = len(VECTORS)
+REFLECTED = np.zeros(N_VECTORS, dtype=bool)
+REFLECTED[SYNACK_REFLECTION] = True
+REFLECTED[len(BASE_VECTORS) :] = True
+# where a reflection vector's packets go when it has too few sources
+FALLBACK = np.arange(N_VECTORS)
+FALLBACK[SYNACK_REFLECTION] = TCP_FLOOD
+FALLBACK[len(BASE_VECTORS) :] = UDP_FLOOD
+# vectors whose destination port says something about the victim (direct, port-carrying traffic)
+DIRECT_PORTED = np.zeros(N_VECTORS, dtype=bool)
+DIRECT_PORTED[[SYN_FLOOD, ACK_FLOOD, RST_FLOOD, TCP_FLOOD, UDP_FLOOD]] = True
+
+_UDP_LUT = np.full(65536, UDP_FLOOD, dtype=np.uint8)
+for _i, _port in enumerate(_AMP_PORTS):
+    _UDP_LUT[_port] = len(BASE_VECTORS) + _i
+
+# destination port -> role of the target
+ROLE_PORTS: dict[int, str] = {
+    80: "web",
+    443: "web",
+    8080: "web",
+    8443: "web",
+    53: "dns",
+    25: "mail",
+    465: "mail",
+    587: "mail",
+    123: "ntp",
+    179: "bgp",
+}
+ROLE_MIN_SHARE = 0.2  # the top port must carry this share of direct packets to name a role
+
+
+def classify(
+    protocol: np.ndarray,
+    tcp_flags: np.ndarray,
+    src_port: np.ndarray,
+    dst_port: np.ndarray,
+    fragment: np.ndarray,
+) -> np.ndarray:
+    """One vector code (index into VECTORS) per flow row, all columns at once."""
+    code = np.full(len(protocol), IP_FLOOD, dtype=np.uint8)
+    flags = tcp_flags.astype(np.uint8)
+    syn = (flags & SYN) != 0
+    ack = (flags & ACK) != 0
+    rst = (flags & RST) != 0
+    data = (flags & (PSH | FIN)) != 0
+    tcp = protocol == TCP
+    tcp_code = np.full(len(protocol), TCP_FLOOD, dtype=np.uint8)
+    tcp_code[ack & ~syn & ~rst & ((flags & FIN) == 0)] = ACK_FLOOD
+    tcp_code[rst & ~syn] = RST_FLOOD
+    tcp_code[syn & ack & ~data & ~rst] = SYNACK_REFLECTION
+    tcp_code[syn & ~ack] = SYN_FLOOD
+    code[tcp] = tcp_code[tcp]
+    udp = protocol == UDP
+    code[udp] = _UDP_LUT[src_port[udp].astype(np.int64)]
+    code[(protocol == ICMP) | (protocol == ICMP6)] = ICMP_FLOOD
+    code[fragment & (src_port == 0) & (dst_port == 0)] = IP_FRAGMENTATION
+    return code
+
+
+def vector_shares(packets: np.ndarray, min_share: float = 0.05) -> list[dict[str, object]]:
+    """[{name, share}] of the vectors with at least min_share of the packets, largest first."""
+    total = float(packets.sum())
+    if total <= 0:
+        return []
+    shares = packets / total
+    order = np.lexsort((np.arange(len(shares)), -shares))
+    return [{"name": VECTORS[i], "share": float(shares[i])} for i in order if shares[i] >= min_share]
+
+
+def role_of(ports: np.ndarray, packets: np.ndarray) -> str:
+    """The target's role from the destination ports of the direct attack traffic.
+
+    The most-hit port must carry at least ROLE_MIN_SHARE of those packets (a
+    flood to random ports names no role).  Reflected traffic is left out by
+    the caller: its destination port is whatever the attacker spoofed as the
+    requests' source port, random in practice, so it says nothing about the victim.
+    """
+    total = float(packets.sum())
+    if total <= 0:
+        return "other"
+    order = np.lexsort((ports, -packets))
+    top = int(order[0])
+    if packets[top] / total < ROLE_MIN_SHARE:
+        return "other"
+    return ROLE_PORTS.get(int(ports[top]), "other")
