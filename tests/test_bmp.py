@@ -362,3 +362,16 @@ def test_many_peers_grow_the_peer_table() -> None:
 
 def rows_per_message(msg: bytes) -> int:
     return len(rows_of(list(BmpStream("t", DecodeContext()).feed(msg, ARRIVAL))))
+
+
+def test_an_abandoned_feed_never_decodes_twice() -> None:
+    """A consumer that stops after the first batch: the next feed goes on where the walk stopped, no duplicates."""
+    stream_bytes = b"".join(mrt_to_bmp(read_input(str(DATA / "mrt" / "routeviews.updates.20131201.0000.bz2"))))
+    whole = pa.Table.from_batches(list(BmpStream("t", DecodeContext()).feed(stream_bytes, ARRIVAL)))
+    stream = BmpStream("t", DecodeContext())
+    pieces = stream.feed(stream_bytes, ARRIVAL)
+    first = next(pieces)
+    pieces.close()
+    assert 0 < first.num_rows < whole.num_rows and stream.pending > 0
+    rest = list(stream.feed(b"", ARRIVAL))
+    assert pa.Table.from_batches([first, *rest]).equals(whole)

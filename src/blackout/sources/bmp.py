@@ -75,8 +75,9 @@ class BmpStream:
         self.ctx = ctx
         self.resync = resync
         self.dead = False
-        self.offset = 0  # stream offset of self._buf[0]
+        self._base = 0  # stream offset of self._buf[0]
         self._buf = b""
+        self._pos = 0  # how far into self._buf the walk has consumed
         self._chunk = _Chunk(min(ctx.batch_size, CHUNK_ROWS))
         self._var = np.zeros(self._chunk.cap, np.uint8)
         self._peers = self._peer_table(256)
@@ -98,9 +99,14 @@ class BmpStream:
         )
 
     @property
+    def offset(self) -> int:
+        """Stream offset of the first byte not yet consumed."""
+        return self._base + self._pos
+
+    @property
     def pending(self) -> int:
         """Bytes of an incomplete message waiting for the rest."""
-        return len(self._buf)
+        return len(self._buf) - self._pos
 
     def feed(self, data: bytes, arrival_us: int | None = None) -> Iterator[pa.RecordBatch]:
         """Consume bytes; yield the rows of every message they complete.
@@ -110,12 +116,14 @@ class BmpStream:
         before, when the stream is lost (never with ``resync``).
         """
         if self.dead:
-            raise DecodeError(self.source, self.offset, "BMP stream already lost")
-        self._buf = self._buf + data if self._buf else bytes(data)
+            raise DecodeError(self.source, self._base, "BMP stream already lost")
+        self._base += self._pos
+        rest = self._buf[self._pos :]
+        self._buf, self._pos = (rest + data if rest else bytes(data)), 0
         now = time.time_ns() // 1000 if arrival_us is None else arrival_us
         st, chunk = self._st, self._chunk
-        st[K.S_POS] = 0
         while True:
+            st[K.S_POS] = self._pos
             st[K.S_N] = st[K.S_NBLOB] = st[K.S_NERR] = st[K.S_NEED] = 0
             ec = (np.zeros(K.KEEP_ERRORS, np.int64), np.zeros(K.KEEP_ERRORS, np.int64), np.zeros(B.NREASONS, np.int64))
             table = Dict.empty(key_type=types.int64, value_type=types.int64)
@@ -123,6 +131,7 @@ class BmpStream:
             before = self._ctr.copy()
             B.walk(buf, chunk.cap, chunk.rows, self._var, table, chunk.blobs, ec, self._peers, self._pdict, st,
                    self._ctr, now, self.resync)  # fmt: skip
+            self._pos = int(st[K.S_POS])  # consumed before yielding: an abandoned feed never decodes twice
             self._report(ec, self._ctr - before)
             n = int(st[K.S_N])
             if n:
@@ -137,25 +146,22 @@ class BmpStream:
                 self._grow_peers()
             elif status == B.FATAL:
                 self.dead = True
-                off = self.offset + int(st[K.S_FATALOFF])
-                self._buf = b""
+                off = self._base + int(st[K.S_FATALOFF])
+                self._buf, self._pos = b"", 0
                 raise DecodeError(self.source, off, "implausible BMP header: the stream is lost")
             elif status == B.DONE:
-                pos = int(st[K.S_POS])
-                self.offset += pos
-                self._buf = self._buf[pos:]
                 return
 
     def finish(self) -> None:
         """The stream has ended: an incomplete message left over is counted and raised as Truncated."""
-        if not self._buf or self.dead:
+        if not self.pending or self.dead:
             return
-        got = len(self._buf)
-        needed = int.from_bytes(self._buf[1:5], "big") if got >= 6 else 6
-        self.ctx.errors.add(self.source, "truncated BMP message", self.offset)
+        rest, off = self._buf[self._pos :], self._base + self._pos
+        needed = int.from_bytes(rest[1:5], "big") if len(rest) >= 6 else 6
+        self.ctx.errors.add(self.source, "truncated BMP message", off)
         self.ctx.counters[(self.source, "decode_errors")] += 1
-        off, self._buf = self.offset, b""
-        raise Truncated(self.source, off, got, needed, "BMP message")
+        self._base, self._buf, self._pos = off + len(rest), b"", 0
+        raise Truncated(self.source, off, len(rest), needed, "BMP message")
 
     def end_rows(self, at_us: int) -> pa.RecordBatch:
         """STATE rows Idle for every peer and view of the session, for when the session itself ends.
@@ -196,7 +202,7 @@ class BmpStream:
         for i in range(int(self._st[K.S_NERR])):
             code = int(err_code[i])
             kept[code] += 1
-            self.ctx.errors.add(self.source, B.REASONS[code], self.offset + int(err_off[i]))
+            self.ctx.errors.add(self.source, B.REASONS[code], self._base + int(err_off[i]))
         for rest in np.nonzero(counts - kept)[0]:
             self.ctx.errors.add(self.source, B.REASONS[rest], None, n=int(counts[rest] - kept[rest]))
         for c in np.nonzero(counted)[0]:
