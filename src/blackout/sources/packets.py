@@ -8,7 +8,10 @@ flow exports can be handed to the datagram decoders).
 Why a kernel: a frame is a chain of variable-length layers (link header, VLAN
 tags, MPLS labels, PPPoE, IPv4 options, IPv6 extension headers) that numpy can
 only follow with one masked pass per layer and per branch; the kernel follows
-each frame once and writes into preallocated arrays.
+each frame once and writes into preallocated arrays.  The Ethernet tag/label
+walk and the IP header parser are :mod:`.rawheader`'s (sFlow's sampled
+headers are the same frames); this module adds the other link types, the
+damage reasons and the UDP payload's place.
 
 Choices, matching what NetFlow exporters report:
 

@@ -63,8 +63,9 @@ class PcapDecoder:
     def read(self, path: str, data: bytes, ctx: DecodeContext) -> Iterator[pa.RecordBatch]:
         """Yield flow batches of at most ctx.batch_size rows in file order."""
         buf = np.frombuffer(data, dtype=np.uint8)
-        for chunk in _chunks(path, buf, max(1, ctx.batch_size), ctx):
-            yield from _rebatch(_flows(path, buf, chunk, ctx), ctx.batch_size)
+        size = max(1, ctx.batch_size)
+        for chunk in _chunks(path, buf, size, ctx):
+            yield from _rebatch(_flows(path, buf, chunk, ctx), size)
 
 
 def _header(path: str, buf: np.ndarray) -> tuple[bool, np.ndarray, int]:
