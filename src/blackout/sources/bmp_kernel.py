@@ -206,6 +206,8 @@ def _end_of_rib(b, u, bend):  # type: ignore[no-untyped-def]
         return False
     if alen == 0:
         return True
+    if alen < 6:
+        return False
     a = u + 4
     hl = 4 if b[a] & 0x10 else 3
     ln = K._u16(b, a + 2) if hl == 4 else np.int64(b[a + 2])
