@@ -67,6 +67,7 @@ def ours(values: np.ndarray, base: np.ndarray) -> float:
     tr.ring[:] = base[:, None].astype(np.float32)
     tr.sorted[:] = tr.ring
     tr.count[:] = tr.width
+    tr.median[:] = base
     tr.first[:] = -tr.width
     start = time.perf_counter()
     for i, row in enumerate(values):

@@ -150,6 +150,7 @@ class Tracker:
         self.level = np.zeros(0, dtype=np.int8)
         self.sorted = np.full((0, 0 if seasonal else self.width), np.nan, dtype=np.float32)  # per row, ascending
         self.count = np.zeros(0, dtype=np.int64)  # finite values in each row's window
+        self.median = np.full(0, np.nan)  # of each row's window, updated where it changed
 
     def __len__(self) -> int:
         return len(self.first)
@@ -165,16 +166,19 @@ class Tracker:
         self.level = np.append(self.level, np.zeros(extra, dtype=np.int8))
         self.sorted = np.vstack([self.sorted, np.full((extra, self.sorted.shape[1]), np.nan, dtype=np.float32)])
         self.count = np.append(self.count, np.zeros(extra, dtype=np.int64))
+        self.median = np.append(self.median, np.full(extra, np.nan))
 
     def baseline(self) -> np.ndarray:
         """The history value of every row: window median (or seasonal median) of what went in."""
         if self.seasonal:
             return self._seasonal()
-        n = self.count
-        r = np.arange(len(n))
+        return self.median.copy()
+
+    def _update_median(self, rows: np.ndarray) -> None:
+        n = self.count[rows]
         lo, hi = np.maximum((n - 1) // 2, 0), np.maximum(n // 2, 0)
-        mid = (self.sorted[r, lo].astype(np.float64) + self.sorted[r, hi].astype(np.float64)) / 2.0
-        return np.where(n > 0, mid, np.nan)
+        mid = (self.sorted[rows, lo].astype(np.float64) + self.sorted[rows, hi].astype(np.float64)) / 2.0
+        self.median[rows] = np.where(n > 0, mid, np.nan)
 
     def _seasonal(self) -> np.ndarray:
         """Median of the same time of day (±2 bins) on each of the previous days the window holds;
@@ -213,6 +217,7 @@ class Tracker:
         if not self.seasonal:
             moved = np.flatnonzero(~((old == pushed) | (np.isnan(old) & np.isnan(pushed))))
             _replace(self.sorted, self.count, moved, old, pushed)
+            self._update_median(moved)
         self.ring[:, self.pos] = pushed
         self.pos = (self.pos + 1) % self.width
         drop = np.where(have & (v < hist), drop_pct(np.nan_to_num(hist), np.nan_to_num(v)), 0.0)
