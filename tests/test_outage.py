@@ -30,7 +30,7 @@ from blackout.detect.routing_tracker import RoutingTracker
 from blackout.engine import Engine, EngineConfig, Source
 from blackout.enrich.country import Delegations
 from blackout.enrich.enricher import RoutingEnricher
-from blackout.enrich.routing import RoutingState
+from blackout.enrich.routing import RoutingConfig, RoutingState
 from blackout.errors import ConfigError
 from blackout.events import event_id
 from blackout.model import FLOW_SCHEMA, ROUTE_SCHEMA, TIME, ElemType, Kind
@@ -98,7 +98,7 @@ class Replay:
 
 def run(routes: list[pa.Table], detectors: dict[str, OutageConfig], **extra: Any) -> Replay:
     """One engine run: routing tracker first, then one outage detector per config."""
-    state = RoutingState()
+    state = RoutingState(extra.get("routing"))
     enricher = RoutingEnricher(state, Delegations.load([APNIC]))
     dets = {name: OutageDetector(cfg, state, enricher) for name, cfg in detectors.items()}
     sources = [Source("routes", Kind.ROUTE, pa.concat_tables(routes).to_batches(max_chunksize=1 << 16))]
@@ -288,6 +288,29 @@ def test_probing_outage_when_a_block_stops_answering(method: str) -> None:
     assert not event(det, "asn:15169") and not event(det, "country:US")
     up = signal(replay.sunk, "asn:131279", "probing_up")
     assert set(up["value"].to_pylist()) == {0.0, 1.0}  # one /24 block, up then down then up
+
+
+def test_bgp_and_probing_alerts_that_overlap_are_one_event() -> None:
+    """Routes withdrawn 16:15-18:00 and the block's hosts silent over the same time: one event per entity.
+    IODA's overall score is the product of the datasources' scores: BGP 100 % x 105 min = 10,500; probing
+    (its worst signal, probing_up: one value per bin) 100 % x 104 min (from the first failed ping at 16:16)."""
+    probes = atlas_table("2014-12-22T14:00:00Z", 6, ("2014-12-22T16:15:00Z", "2014-12-22T18:00:00Z"))
+    small = RoutingConfig(full_feed_v4=3)  # the one peer below carries few prefixes: call it a full feed
+    google = rib().filter(pc.equal(rib()["origin_asn"], 15169))
+    start = us("2014-12-22T13:59:00Z")
+    routes = [stamped(kp_rows(), start), stamped(google, start)]
+    routes += [stamped(kp_rows(), us("2014-12-22T16:15:00Z"), ElemType.WITHDRAW)]
+    routes += [stamped(kp_rows(), us("2014-12-22T18:00:00Z"), ElemType.ANNOUNCE)]
+    replay = run(routes, {"ioda": OutageConfig(watch=WATCH)}, routing=small, sources=[("a", Kind.PROBE, probes)])
+    det = replay.det["ioda"]
+    (rec,) = event(det, "asn:131279")
+    assert (rec["start"], rec["end"]) == (us("2014-12-22T16:15:00Z"), us("2014-12-22T18:00:00Z"))
+    assert rec["signals"] == ["bgp", "probing_share", "probing_up"]
+    alerts = det.alerts[rec["id"]]
+    assert alerts["bgp"].area == 100.0 * 105
+    assert alerts["probing_up"].area == 100.0 * 104
+    assert rec["score"] == pytest.approx(100.0 * 105 * 100.0 * 104)
+    assert not event(det, "asn:15169")
 
 
 # ------------------------------------------------------------------------------------------- traffic
