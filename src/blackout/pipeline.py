@@ -77,8 +77,16 @@ class Inputs:
 
 
 def build_detectors(config: Config) -> list[Detector]:
-    """The detectors a run uses, configured from their sections."""
-    return []
+    """The detectors a run uses, configured from their sections, sharing one routing state.
+
+    Order matters: the routing tracker applies each tick's route elements first,
+    so the DDoS detector's enrichment (prefix, origin AS, country of addresses) and
+    the outage detector's BGP signal see the routing of that very tick.
+    """
+    state = RoutingState(config.section("routing", RoutingConfig))
+    enricher = RoutingEnricher.from_config(config.section("enrich", EnrichConfig), state)
+    tracker, outage = outage_detectors(config, enricher)
+    return [tracker, DdosDetector(config.section("ddos", DdosConfig), enricher), outage]
 
 
 def flow_keeper(store: DuckDBStore) -> Callable[[Source, pa.RecordBatch], None]:
