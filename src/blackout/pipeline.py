@@ -16,7 +16,12 @@ import pyarrow as pa
 
 from .config import Config
 from .detect.base import Detector
+from .detect.ddos import DdosDetector
+from .detect.ddos_config import DdosConfig
+from .detect.outage import outage_detectors
 from .engine import Engine, EngineConfig, RunStats, Source
+from .enrich.enricher import EnrichConfig, RoutingEnricher
+from .enrich.routing import RoutingConfig, RoutingState
 from .errors import BlackoutError
 from .model import Kind
 from .sources import FILE_DECODERS, DecodeContext, detect_format, read_input
