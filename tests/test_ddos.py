@@ -1,9 +1,10 @@
 """The DDoS detector through the real engine, on the real StopDDoS captures, with tshark as the oracle.
 
-Flow tables are built from the captures with dpkt (one row per packet, as a
-pcap source gives), independently of blackout's own decoders; every expected
-figure (victim, per-second packet counts, distinct sources, fragment counts)
-is computed from tshark's output at test time.
+Flows come from blackout's pcap decoder (one row per packet), streamed into
+the engine; one test also builds them independently with dpkt and checks the
+detector says the same.  Every expected figure (victim, per-second packet
+counts, distinct sources, fragment counts) is computed from tshark's output
+at test time.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 import subprocess
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from blackout.enrich.base import Enrichment
 from blackout.errors import ConfigError
 from blackout.events import dumps, to_arrow
 from blackout.model import FLOW_SCHEMA, Kind
+from blackout.sources import FILE_DECODERS, DecodeContext, read_input
 from conftest import DATA, need_tool
 
 STOPDDOS = DATA / "pcap/stopddos"
@@ -42,7 +45,14 @@ US = 1_000_000
 # ------------------------------------------------------------------ helpers
 @functools.cache
 def pcap_flows(path: Path) -> pa.Table:
-    """One FLOW_SCHEMA row per IP packet, decoded with dpkt (not blackout)."""
+    """The capture through blackout's pcap decoder, as the replay command reads it."""
+    ctx = DecodeContext()
+    return pa.Table.from_batches(list(FILE_DECODERS["pcap"].read(str(path), read_input(str(path)), ctx)), FLOW_SCHEMA)
+
+
+@functools.cache
+def dpkt_flows(path: Path) -> pa.Table:
+    """One FLOW_SCHEMA row per IPv4 packet, decoded with dpkt (not blackout): an independent path."""
     rows: dict[str, list[Any]] = {
         k: [] for k in ("ts", "src", "dst", "sp", "dp", "proto", "flags", "frag", "ttl", "len")
     }
@@ -126,11 +136,12 @@ def toward(path: Path, target: str, start_us: int, end_us: int) -> list[tuple[in
 
 
 def run(
-    table: pa.Table,
+    table: pa.Table | Iterator[pa.RecordBatch],
     overrides: list[str] = (),  # type: ignore[assignment]
     batch: int = 8192,
     enricher: Any = None,
     detector: DdosDetector | None = None,
+    close_open: bool = True,
 ) -> list[dict[str, Any]]:
     """The final version of every attack record, through the real engine (1 s ticks)."""
     det = detector or DdosDetector(Config.load(overrides=list(overrides)).section("ddos", DdosConfig), enricher)
@@ -141,7 +152,8 @@ def run(
             latest[rec["id"]] = rec
 
     Engine([det], sink=sink, config=EngineConfig(tick_s=1.0, lateness_s=5.0)).run(
-        [Source("pcap", Kind.FLOW, table.to_batches(batch))]
+        [Source("pcap", Kind.FLOW, table.to_batches(batch) if isinstance(table, pa.Table) else table)],
+        close_open=close_open,
     )
     return sorted(latest.values(), key=lambda r: (r["start"], r["target"]))
 
@@ -165,7 +177,8 @@ def hot_spans(path: Path, target: str, threshold: float, end_ticks: int) -> list
 # ------------------------------------------------------------ real attacks
 def test_synflood_against_tshark() -> None:
     target = victim(SYNFLOOD)
-    (rec,) = run(pcap_flows(SYNFLOOD), LOW)
+    batches = FILE_DECODERS["pcap"].read(str(SYNFLOOD), read_input(str(SYNFLOOD)), DecodeContext(batch_size=4096))
+    (rec,) = run(batches, LOW)  # streamed from the decoder, as `blackout replay` does
     assert rec["target"] == target
     (span,) = hot_spans(SYNFLOOD, target, 500, DdosConfig.end_ticks)
     assert (rec["start"], rec["end"]) == span
@@ -246,7 +259,10 @@ def test_networks_hostgroups_and_prefixes() -> None:
     assert run(flows, [*LOW, 'ddos.networks=["192.0.2.0/24"]']) == []
     assert [r["target"] for r in run(flows, [*LOW, 'ddos.networks=["10.0.0.0/8"]'])] == [target]
     high = ["ddos.threshold_pps=1e9", "ddos.ban_for_bandwidth=off", "ddos.baseline=false"]
-    group = 'ddos.hostgroups={v = {networks = ["10.10.10.0/24"], threshold_pps = 500, calculation = "%s"}}'
+    group = (  # FNM writes switches on/off
+        'ddos.hostgroups={v = {networks = ["10.10.10.0/24"], threshold_pps = 500, ban_for_pps = "on", '
+        'calculation = "%s"}}'
+    )
     assert [r["target"] for r in run(flows, [*high, group % "total"])] == ["hostgroup:v"]
     (rec,) = run(flows, [*high, group % "per_host"])
     assert rec["target"] == target and rec["rule"] == "threshold_pps>500"
@@ -254,6 +270,21 @@ def test_networks_hostgroups_and_prefixes() -> None:
     assert sorted(r["target"] for r in run(flows, [*LOW, "ddos.prefix_threshold_pps=500"])) == sorted([target, prefix])
     with pytest.raises(ConfigError):
         DdosDetector(Config.load(overrides=['ddos.hostgroups={v = {networks = ["x"]}}']).section("ddos", DdosConfig))
+
+
+def test_live_shutdown_leaves_attacks_open() -> None:
+    """Without close_open (a collector stopping) a running attack keeps end = None, same id as when closed."""
+    flows = pcap_flows(SYNFLOOD)
+    conf = [*LOW, "ddos.end_ticks=100"]
+    (still,) = run(flows, conf, close_open=False)
+    (closed,) = run(flows, conf)
+    assert still["end"] is None and closed["end"] is not None and still["id"] == closed["id"]
+
+
+def test_dpkt_rows_give_the_same_attacks() -> None:
+    """Independently decoded rows (dpkt) lead to the very same records."""
+    for path, conf in ((SYNFLOOD, LOW), (SYNACK, [*LOW, "ddos.start_ticks=1", "ddos.average_calculation_time=0"])):
+        assert dumps(run(dpkt_flows(path), conf)) == dumps(run(pcap_flows(path), conf))
 
 
 def test_replay_is_identical_whatever_the_batching() -> None:

@@ -18,7 +18,7 @@ import pyarrow as pa
 from .. import addr
 from ..enrich.base import Enricher
 from . import spoofing
-from .sketch import HyperLogLog, SparseCounter, address_keys, smallest_distinct
+from .sketch import HyperLogLog, SparseCounter, address_keys, group_keys, smallest_distinct
 from .vectors import DIRECT_PORTED, FALLBACK, N_VECTORS, REFLECTED, classify, role_of, vector_shares
 
 TOP = 10  # entries kept in top_sources, source_countries, source_asns
@@ -60,7 +60,7 @@ class AttackRows:
             dst_port,
             t.column("fragment").to_numpy(zero_copy_only=False),
         )
-        _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+        _, first, inv = group_keys(keys)
         info = enricher.lookup(t.column("src_addr").take(pa.array(first, type=pa.int64())), at_us)
         routed = np.asarray(info.routed, dtype=bool)
         routing_known = bool(routed.any())

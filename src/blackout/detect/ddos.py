@@ -43,7 +43,8 @@ from .attack import AttackRows, AttackStats
 from .base import Tick
 from .baseline import TargetState
 from .ddos_config import RULE_METRIC, RULES, DdosConfig, check, host_groups, prefix_thresholds, thresholds
-from .rates import GROUP, HOST, METRICS, M, PrefixMatcher, aggregate, target_text
+from .rates import GROUP, HOST, M, PrefixMatcher, aggregate, target_text
+from .sketch import group_keys
 
 BASE_METRICS = [M["pps"], M["bps"]]
 RULE_NAMES = [r[0] for r in RULES] + ["baseline_pps", "baseline_mbps"]
@@ -84,7 +85,13 @@ class DdosDetector:
         self.profiles = np.stack(
             [thresholds(dataclasses.asdict(cfg)), prefix_thresholds(cfg), off] + [g.thresholds for g in self.groups]
         )
-        self.state = TargetState(len(METRICS), cfg.max_targets)
+        # only the rules some profile switches on are checked, only their metrics smoothed
+        self.active = np.flatnonzero(np.isfinite(self.profiles).any(axis=0))
+        used = {int(m) for m in RULE_METRIC[self.active]} | (set(BASE_METRICS) if cfg.baseline else set())
+        self.smoothed = np.array(sorted(used), dtype=np.int64)
+        self.rule_col = np.searchsorted(self.smoothed, RULE_METRIC[self.active])
+        self.flows_rule = M["flows"] in used
+        self.state = TargetState(len(self.smoothed), cfg.max_targets)
         self.episodes: dict[int, Episode] = {}
         self.out: dict[str, dict[str, Any]] = {}
         self.first_us: int | None = None
@@ -128,16 +135,16 @@ class DdosDetector:
     def _tick(self, tick: Tick, flows: pa.Table, tick_us: int) -> None:
         cfg = self.cfg
         start = tick.start_us
-        agg = aggregate(flows, tick_us / 1e6, cfg.prefix_v4, cfg.prefix_v6, self.group_matcher)
+        agg = aggregate(flows, tick_us / 1e6, cfg.prefix_v4, cfg.prefix_v6, self.group_matcher, self.flows_rule)
         slots = self.state.lookup(agg.keys, agg.hi, agg.lo, agg.tag, start, agg.rates[:, M["pps"]])
         tracked = np.flatnonzero(slots >= 0)
         slots, raw = slots[tracked], agg.rates[tracked]
-        smooth = self.state.smooth(slots, raw, start, tick_us, cfg.average_calculation_time)
+        smooth = self.state.smooth(slots, raw[:, self.smoothed], start, tick_us, cfg.average_calculation_time)
         limits = self.profiles[self._profiles(agg.tag[tracked], agg.group[tracked])]
         hot = np.zeros((len(slots), len(RULE_NAMES)), dtype=bool)
         fire = np.zeros_like(hot)
-        hot[:, : len(RULES)] = raw[:, RULE_METRIC] > limits
-        fire[:, : len(RULES)] = smooth[:, RULE_METRIC] > limits
+        hot[:, self.active] = raw[:, RULE_METRIC[self.active]] > limits[:, self.active]
+        fire[:, self.active] = smooth[:, self.rule_col] > limits[:, self.active]
         hosts = np.flatnonzero(agg.tag[tracked] == HOST)
         if cfg.baseline and len(hosts):
             self._baseline(slots[hosts], raw[hosts], smooth[hosts], hot, fire, hosts, start, tick_us)
@@ -192,7 +199,7 @@ class DdosDetector:
         flagged = (values > cfg.baseline_factor * normal) & (values > floor)
         if self.first_us is not None and start - self.first_us >= cfg.baseline_warmup_s * 1e6:
             hot[rows, len(RULES) :] = flagged
-            s = smooth[:, BASE_METRICS]
+            s = smooth[:, np.searchsorted(self.smoothed, BASE_METRICS)]
             fire[rows, len(RULES) :] = (s > cfg.baseline_factor * normal) & (s > floor)
         inpaint = self.state.live[slots] | flagged.any(axis=1)
         self.state.update(slots, values, inpaint, start, tick_us, cfg.baseline_window_s, cfg.baseline_max_inpaint_s)
@@ -218,10 +225,9 @@ class DdosDetector:
     ) -> None:
         """Fold the tick's rows toward each live target into its attack (or its pending quiet span)."""
         targets = tracked[np.array(list(present.values()), dtype=np.int64)]
-        ent = np.flatnonzero(np.isin(agg.entry_target, targets))
-        rows, pos = np.unique(agg.entry_row[ent], return_inverse=True)
+        entry_rows, owner = agg.rows_of(targets)
+        rows, _, pos = group_keys(entry_rows)
         bundle = AttackRows.build(flows, rows, self.enricher, tick.start_us)
-        owner = agg.entry_target[ent]
         order = np.argsort(owner, kind="stable")
         bounds = np.searchsorted(owner[order], targets)
         ends = np.searchsorted(owner[order], targets, side="right")

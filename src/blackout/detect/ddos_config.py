@@ -148,7 +148,7 @@ def host_groups(cfg: DdosConfig) -> list[HostGroup]:
         calc = body.get("calculation", "per_host")
         if calc not in ("per_host", "total"):
             raise ConfigError(f"ddos.hostgroups.{name}.calculation: 'per_host' or 'total', not {calc!r}")
-        values = {**base, **{k: v for k, v in body.items() if k not in ("networks", "calculation")}}
+        values = {**base, **{k: _onoff(v) for k, v in body.items() if k not in ("networks", "calculation")}}
         for _, _, limit, switch, _ in RULES:
             if not isinstance(values[switch], bool) or isinstance(values[limit], bool):
                 raise ConfigError(f"ddos.hostgroups.{name}: {switch} must be true/false, {limit} a number")
@@ -156,6 +156,13 @@ def host_groups(cfg: DdosConfig) -> list[HostGroup]:
                 raise ConfigError(f"ddos.hostgroups.{name}.{limit}: expected a number, got {values[limit]!r}")
         out.append(HostGroup(name, list(nets), calc == "total", thresholds(values)))
     return out
+
+
+def _onoff(value: Any) -> Any:
+    """FastNetMon writes switches as on/off."""
+    if isinstance(value, str) and value.lower() in ("on", "off", "true", "false", "yes", "no"):
+        return value.lower() in ("on", "true", "yes")
+    return value
 
 
 def check(cfg: DdosConfig) -> None:

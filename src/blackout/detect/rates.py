@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from .. import addr
 from ..errors import ConfigError
-from .sketch import hash3
+from .sketch import address_keys, group_keys, hash3
 from .vectors import ICMP, ICMP6, SYN, TCP, UDP
 
 METRICS = (
@@ -44,7 +44,7 @@ METRICS = (
 )
 M = {name: i for i, name in enumerate(METRICS)}
 HOST, GROUP = 128, 255
-_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
+_HIGH = np.uint64(1 << 63)
 
 
 def masks(length: int) -> tuple[np.uint64, np.uint64]:
@@ -99,10 +99,17 @@ class PrefixMatcher:
         return out
 
 
-def group_rows(hi: np.ndarray, lo: np.ndarray, tag: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(hash keys, first index, inverse) of the distinct (hi, lo, tag) triples; exact despite hashing."""
-    keys = hash3(hi, lo, tag)
-    uniq, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+def group_rows(
+    hi: np.ndarray, lo: np.ndarray, tag: np.ndarray, keys: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(keys, first index, inverse) of the distinct (hi, lo, tag) triples; exact despite hashing.
+
+    Keys are hashes with the top bit set unless given (hosts give address_keys,
+    exact for IPv4 and never with the top bit), so host and prefix keys never meet.
+    """
+    if keys is None:
+        keys = hash3(hi, lo, tag) | _HIGH
+    uniq, first, inv = group_keys(keys)
     rep = first[inv]
     if np.array_equal(hi[rep], hi) and np.array_equal(lo[rep], lo) and np.array_equal(tag[rep], tag):
         return uniq, first, inv
@@ -119,42 +126,55 @@ def group_rows(hi: np.ndarray, lo: np.ndarray, tag: np.ndarray) -> tuple[np.ndar
 
 @dataclasses.dataclass
 class TickRates:
-    """Targets of one tick and their rates; ``entry_row[i]`` is the flow row of target entry ``entry_target[i]``."""
+    """Targets of one tick — hosts first, then prefixes, then host groups — and their rates.
 
-    keys: np.ndarray  # uint64 hash per target
+    ``row_host[r]`` is the host target of flow row r; ``host_prefix[h]`` and
+    ``host_group[h]`` (-1 for none) the prefix and group targets of host h.
+    """
+
+    keys: np.ndarray  # uint64 key per target
     hi: np.ndarray  # masked address words per target
     lo: np.ndarray
     tag: np.ndarray  # uint8: HOST (128), prefix length, or GROUP (255)
     group: np.ndarray  # int64 host group of the target (-1 none); for GROUP targets, the group itself
     rates: np.ndarray  # (targets, len(METRICS)) per second
-    entry_row: np.ndarray
-    entry_target: np.ndarray
+    row_host: np.ndarray
+    host_prefix: np.ndarray
+    host_group: np.ndarray
+
+    def rows_of(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(flow rows, owning target) of every row that goes to one of the targets (rows may repeat)."""
+        rows_out, owners = [], []
+        for per_host in (np.arange(len(self.host_prefix)), self.host_prefix, self.host_group):
+            owner = per_host[self.row_host]
+            rows = np.flatnonzero(np.isin(owner, targets))
+            rows_out.append(rows)
+            owners.append(owner[rows])
+        return np.concatenate(rows_out), np.concatenate(owners)
 
 
-def row_weights(flows: pa.Table, tick_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row metric weights (rows, METRICS) already divided by tick seconds, and the raw packet counts."""
-    n = flows.num_rows
-    rate = flows.column("sampling_rate").to_numpy().astype(np.float64)
-    rate[rate < 1] = 1.0  # 0 = unknown: count as unsampled
-    raw_pk = flows.column("packets").to_numpy().astype(np.float64)
-    pk = raw_pk * rate / tick_s
-    bits = flows.column("bytes").to_numpy().astype(np.float64) * rate * 8.0 / tick_s
+# per-row traffic classes for the per-protocol rates: (class, fragment) -> one bincount for all metrics
+_TCP_SYN, _TCP, _UDP, _ICMP, _OTHER = range(5)
+_CLASSES = 10
+_METRIC_CLASSES = {
+    "total": list(range(_CLASSES)),
+    "tcp": [2 * _TCP_SYN, 2 * _TCP_SYN + 1, 2 * _TCP, 2 * _TCP + 1],
+    "tcp_syn": [2 * _TCP_SYN, 2 * _TCP_SYN + 1],
+    "udp": [2 * _UDP, 2 * _UDP + 1],
+    "icmp": [2 * _ICMP, 2 * _ICMP + 1],
+    "frag": [2 * c + 1 for c in range(5)],
+}
+
+
+def _row_class(flows: pa.Table) -> np.ndarray:
     proto = flows.column("protocol").to_numpy()
     flags = flows.column("tcp_flags").to_numpy()
-    frag = flows.column("fragment").to_numpy(zero_copy_only=False)
-    w = np.zeros((n, len(METRICS)), dtype=np.float64)
-    w[:, M["pps"]], w[:, M["bps"]] = pk, bits
-    for name, mask in (
-        ("tcp", proto == TCP),
-        ("tcp_syn", (proto == TCP) & ((flags & SYN) != 0)),
-        ("udp", proto == UDP),
-        ("icmp", (proto == ICMP) | (proto == ICMP6)),
-        ("frag", frag),
-    ):
-        w[mask, M[f"{name}_pps"]] = pk[mask]
-        w[mask, M[f"{name}_bps"]] = bits[mask]
-    w[:, M["flows"]] = _flow_weights(flows, raw_pk, rate) / tick_s
-    return w, raw_pk
+    cls = np.full(len(proto), _OTHER, dtype=np.int64)
+    cls[proto == TCP] = _TCP
+    cls[(proto == TCP) & ((flags & SYN) != 0)] = _TCP_SYN  # any SYN, SYN-ACK included, as FastNetMon counts
+    cls[proto == UDP] = _UDP
+    cls[(proto == ICMP) | (proto == ICMP6)] = _ICMP
+    return 2 * cls + flows.column("fragment").to_numpy(zero_copy_only=False)
 
 
 def _flow_weights(flows: pa.Table, raw_pk: np.ndarray, rate: np.ndarray) -> np.ndarray:
@@ -167,11 +187,32 @@ def _flow_weights(flows: pa.Table, raw_pk: np.ndarray, rate: np.ndarray) -> np.n
         | flows.column("protocol").to_numpy().astype(np.uint64)
     )
     key = hash3(s_hi ^ (d_lo * np.uint64(3)), s_lo ^ d_hi, ports)  # an estimate: collisions only merge two flows
-    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    _, first, inv = group_keys(key)
     seen = np.bincount(inv, weights=raw_pk)
     out = np.zeros(len(key), dtype=np.float64)
     out[first] = np.where(seen <= 1, rate[first], 1.0)
     return out
+
+
+def host_rates(flows: pa.Table, inv: np.ndarray, hosts: int, tick_s: float, flows_rule: bool) -> np.ndarray:
+    """(hosts, METRICS) rates: two bincounts over (host, traffic class), one more for flows if a rule needs it."""
+    rate = flows.column("sampling_rate").to_numpy().astype(np.float64)
+    rate[rate < 1] = 1.0  # 0 = unknown: count as unsampled
+    raw_pk = flows.column("packets").to_numpy().astype(np.float64)
+    index = _row_class(flows) * hosts + inv  # (class, host): each class's hosts contiguous
+    size = hosts * _CLASSES
+    pk = np.bincount(index, weights=raw_pk * rate * (1.0 / tick_s), minlength=size).reshape(_CLASSES, hosts)
+    by = flows.column("bytes").to_numpy().astype(np.float64) * rate * (8.0 / tick_s)
+    bits = np.bincount(index, weights=by, minlength=size).reshape(_CLASSES, hosts)
+    out = np.zeros((len(METRICS), hosts), dtype=np.float64)  # metric-major while summing: contiguous rows
+    for name, cols in _METRIC_CLASSES.items():
+        for unit, per_class in (("pps", pk), ("bps", bits)):
+            row = out[M[unit if name == "total" else f"{name}_{unit}"]]
+            for c in cols:
+                row += per_class[c]
+    if flows_rule:
+        out[M["flows"]] = np.bincount(inv, weights=_flow_weights(flows, raw_pk, rate), minlength=hosts) / tick_s
+    return out.T
 
 
 def aggregate(
@@ -180,35 +221,54 @@ def aggregate(
     prefix_v4: int,
     prefix_v6: int,
     groups: PrefixMatcher,
+    flows_rule: bool = True,
 ) -> TickRates:
-    """Rates of every host, prefix and host-group target present in the tick."""
+    """Rates of every host, prefix and host-group target present in the tick.
+
+    Rows are grouped into hosts (one unique over the rows), hosts into
+    prefixes and groups (over the distinct hosts only), so the cost is one
+    sort of the rows plus two bincounts.  Flows/s is counted only when a
+    flows rule is on (``flows_rule``): it costs a second sort of the rows.
+    """
     hi, lo = addr.words(flows.column("dst_addr"))
-    n = len(hi)
-    w, _ = row_weights(flows, tick_s)
-    rows = np.arange(n)
-    v4 = (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
+    host_keys, first, row_host = group_rows(hi, lo, np.full(len(hi), HOST, np.uint8), address_keys(hi, lo))
+    h_hi, h_lo = hi[first], lo[first]
+    n_hosts = len(first)
+    h_rates = host_rates(flows, row_host, n_hosts, tick_s, flows_rule)
+    v4 = (h_hi == 0) & ((h_lo >> np.uint64(32)) == np.uint64(0xFFFF))
     p_len = np.where(v4, 96 + prefix_v4, prefix_v6).astype(np.uint8)
-    p_hi, p_lo = hi.copy(), lo.copy()
-    for length in (96 + prefix_v4, prefix_v6):
+    p_hi, p_lo = h_hi.copy(), h_lo.copy()
+    for length in {96 + prefix_v4, prefix_v6}:
         mhi, mlo = masks(length)
         sel = p_len == length
         p_hi[sel] &= mhi
         p_lo[sel] &= mlo
-    host_group = groups.match(hi, lo) if groups else np.full(n, -1, dtype=np.int64)
-    in_group = host_group >= 0
-    g_rows = rows[in_group]
-    all_hi = np.concatenate([hi, p_hi, np.zeros(len(g_rows), np.uint64)])
-    all_lo = np.concatenate([lo, p_lo, host_group[in_group].astype(np.uint64)])
-    all_tag = np.concatenate([np.full(n, HOST, np.uint8), p_len, np.full(len(g_rows), GROUP, np.uint8)])
-    entry_row = np.concatenate([rows, rows, g_rows])
-    keys, first, inv = group_rows(all_hi, all_lo, all_tag)
-    rates = np.zeros((len(keys), len(METRICS)), dtype=np.float64)
+    p_keys, p_first, host_p = group_rows(p_hi, p_lo, p_len)
+    n_pref = len(p_keys)
+    g_of_host = groups.match(h_hi, h_lo) if groups else np.full(n_hosts, -1, dtype=np.int64)
+    in_group = g_of_host >= 0
+    g_ids, host_g = np.unique(g_of_host[in_group], return_inverse=True)
+    n_grp = len(g_ids)
+    rates = np.empty((n_hosts + n_pref + n_grp, len(METRICS)), dtype=np.float64)
+    rates[:n_hosts] = h_rates
     for c in range(len(METRICS)):
-        rates[:, c] = np.bincount(inv, weights=w[entry_row, c], minlength=len(keys))
-    tag = all_tag[first]
-    group = np.where(tag == GROUP, all_lo[first].astype(np.int64), host_group[entry_row[first]])
-    group[(tag != GROUP) & (tag != HOST)] = -1
-    return TickRates(keys, all_hi[first], all_lo[first], tag, group, rates, entry_row, inv)
+        rates[n_hosts : n_hosts + n_pref, c] = np.bincount(host_p, weights=h_rates[:, c], minlength=n_pref)
+        rates[n_hosts + n_pref :, c] = np.bincount(host_g, weights=h_rates[in_group, c], minlength=n_grp)
+    host_group = np.full(n_hosts, -1, dtype=np.int64)
+    host_group[in_group] = n_hosts + n_pref + host_g
+    g_u64 = g_ids.astype(np.uint64)
+    zeros = np.zeros(n_grp, np.uint64)
+    return TickRates(
+        keys=np.concatenate([host_keys, p_keys, hash3(zeros, g_u64, GROUP) | _HIGH]),
+        hi=np.concatenate([h_hi, p_hi[p_first], zeros]),
+        lo=np.concatenate([h_lo, p_lo[p_first], g_u64]),
+        tag=np.concatenate([np.full(n_hosts, HOST, np.uint8), p_len[p_first], np.full(n_grp, GROUP, np.uint8)]),
+        group=np.concatenate([g_of_host, np.full(n_pref, -1, np.int64), g_ids]),
+        rates=rates,
+        row_host=row_host,
+        host_prefix=n_hosts + host_p,
+        host_group=host_group,
+    )
 
 
 def target_text(hi: int, lo: int, tag: int, group_names: list[str]) -> str:
