@@ -105,8 +105,8 @@ def socket_ntoa(raw: bytes) -> str:
 
 
 @functools.cache
-def tshark_packets(path: Path) -> list[tuple[int, str, str, int, int, int, str]]:
-    """(second, src, dst, ip.len, frag offset, MF, UDP source port or "") of every IPv4 packet, from tshark.
+def tshark_packets(path: Path) -> list[tuple[int, str, str, int, int, int, str, int]]:
+    """(second, src, dst, ip.len, frag offset, MF, UDP source port or "", µs) of every IPv4 packet, from tshark.
 
     Outer headers only (occurrence=f: ICMP errors quote an inner IP header), fragments as they came.
     """
@@ -120,7 +120,9 @@ def tshark_packets(path: Path) -> list[tuple[int, str, str, int, int, int, str]]
     for line in out.splitlines():
         t, src, dst, length, off, mf, proto, sport = line.split("|")
         sport = sport if proto == "17" else ""
-        packets.append((int(t.split(".")[0]), src, dst, int(length), int(off or 0), int(mf in ("1", "True")), sport))
+        sec, frac = t.split(".")
+        us = int(sec) * US + int(frac[:6].ljust(6, "0"))
+        packets.append((int(sec), src, dst, int(length), int(off or 0), int(mf in ("1", "True")), sport, us))
     return packets
 
 
@@ -130,7 +132,7 @@ def victim(path: Path) -> str:
     return Counter(p[2] for p in tshark_packets(path)).most_common(1)[0][0]
 
 
-def toward(path: Path, target: str, start_us: int, end_us: int) -> list[tuple[int, str, str, int, int, int, str]]:
+def toward(path: Path, target: str, start_us: int, end_us: int) -> list[tuple[int, str, str, int, int, int, str, int]]:
     """tshark's packets to the target inside [start, end)."""
     return [p for p in tshark_packets(path) if p[2] == target and start_us <= p[0] * US < end_us]
 
@@ -195,6 +197,21 @@ def test_synflood_against_tshark() -> None:
     assert rec["target_role"] == "other"  # port 25565 is no known service
     assert rec["id"].startswith("a-")
     to_arrow("attacks", [rec])  # the record fits the store's schema
+
+
+def test_rates_are_per_second_whatever_the_tick() -> None:
+    """Half-second ticks: the peak is tshark's busiest half second, counted twice over (per second)."""
+    target = victim(SYNFLOOD)
+    latest: dict[str, dict[str, Any]] = {}
+    det = DdosDetector(Config.load(overrides=LOW).section("ddos", DdosConfig))
+    sink = lambda ev: latest.update({r["id"]: r for r in ev["attacks"]})  # noqa: E731
+    Engine([det], sink=sink, config=EngineConfig(tick_s=0.5)).run(
+        [Source("p", Kind.FLOW, [*pcap_flows(SYNFLOOD).to_batches()])]
+    )
+    rec = next(iter(latest.values()))
+    halves = Counter(p[7] // (US // 2) for p in toward(SYNFLOOD, target, rec["start"], rec["end"]))
+    half, count = max(halves.items(), key=lambda kv: (kv[1], -kv[0]))
+    assert (rec["peak_pps"], rec["peak_pps_at"]) == (2 * count, half * (US // 2))
 
 
 def test_synack_reflection() -> None:
@@ -378,6 +395,7 @@ def test_baseline_fires_on_jumps_not_on_busy_hosts() -> None:
     assert [(r["target"], r["start"], r["end"], r["rule"]) for r in got] == [
         ("192.0.2.20", (t0 + a) * US, (t0 + b) * US, "baseline_pps>10x") for a, b in attacks
     ]
+    assert {r["target_role"] for r in got} == {"web"}  # all of it toward port 443
     # the counterfactual: a smaller jump (under 10x normal, so not flagged) *is* fed to the baseline,
     # and then the same second attack goes unseen; above it was seen because attack ticks are inpainted
     poisoned = quiet.copy()
