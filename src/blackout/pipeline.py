@@ -24,6 +24,7 @@ from .enrich.enricher import EnrichConfig, RoutingEnricher
 from .enrich.routing import RoutingConfig, RoutingState
 from .errors import BlackoutError
 from .model import Kind
+from .serve.alerts import router_for
 from .sources import FILE_DECODERS, DecodeContext, detect_format, read_input
 from .store import DuckDBStore, StoreConfig
 
@@ -117,6 +118,10 @@ def replay(
     sources = inputs.open(paths, fmt)
     keep = store is not None and config.section("store", StoreConfig).keep_flows
     on_batch = flow_keeper(store) if keep and store is not None else None
-    engine = Engine(build_detectors(config), store.upsert if store else None, engine_config, on_batch=on_batch)
-    stats = engine.run(sources, close_open=True)
+    router = router_for(config, store.upsert if store else None)  # store, then alerts and mitigation
+    engine = Engine(build_detectors(config), router, engine_config, on_batch=on_batch)
+    try:
+        stats = engine.run(sources, close_open=True)
+    finally:
+        router.close()
     return stats, inputs
