@@ -34,9 +34,10 @@ from blackout.detect.ddos_config import DdosConfig
 from blackout.engine import Engine
 from blackout.errors import ConfigError
 from blackout.pipeline import Inputs
-from blackout.serve.alerts import Alert, EventRouter, router_for
+from blackout.serve.alerts import EventRouter, router_for
 from blackout.serve.mitigation import MitigationConfig, Mitigator, parse_groups
 from blackout.serve.mitigation_bgp import ExaBgpFifo, exabgp_line, relay
+from blackout.serve.worker import Alert
 from blackout.sources import DecodeContext
 from conftest import DATA, need_tool
 from test_alerts import attack_records, tshark_victim
@@ -338,6 +339,19 @@ def test_shared_rules_outside_groups_and_close() -> None:
     wait_for(lambda: mitigator.rules()[0]["withdraw_in_s"] is not None, 5, "the hold to start")
     mitigator.close()  # shutting down: rules of ended attacks go now rather than stay announced
     assert len(backend.lines) == 2 and backend.lines[1].startswith("withdraw route 10.10.10.10/32")
+
+
+def test_sections_known_to_the_cli(tmp_path: Path) -> None:
+    """A fresh `blackout` process knows [alerts] and [mitigation] before it reads a configuration file."""
+    conf = tmp_path / "blackout.toml"
+    conf.write_text('[alerts]\nmin_peak_pps = 1000\n[mitigation]\nenabled = false\nbackend = "gobgp"\n')
+    code = (
+        "import sys; from blackout.cli.main import main; from blackout.config import Config; "
+        "print(Config.load(sys.argv[1]).values); sys.exit(main(['config', '--defaults']))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(conf)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "'backend': 'gobgp'" in out.stdout and "\n[alerts]\n" in out.stdout and "\n[mitigation]\n" in out.stdout
 
 
 def test_config_errors() -> None:

@@ -43,7 +43,7 @@ from typing import Any
 from ..config import Config, register_section
 from ..detect.vectors import AMPLIFIERS
 from ..errors import BlackoutError, ConfigError
-from .alerts import Alert, Worker
+from .worker import Alert, Worker
 
 ACTIONS = ("rtbh", "flowspec")
 

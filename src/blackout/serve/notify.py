@@ -32,7 +32,8 @@ from typing import Any, ClassVar
 from .. import __version__
 from ..errors import ConfigError
 from ..events import dumps, iso
-from .alerts import Alert, AlertsConfig, Channel, register_channel
+from .alerts import AlertsConfig, Channel, register_channel
+from .worker import Alert
 
 FACILITIES = {
     "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7,
