@@ -329,12 +329,14 @@ def test_shared_rules_outside_groups_and_close() -> None:
     router = EventRouter(None, subscribers=[mitigator.on_alert])
     first, last = attack_records()
     second = {**first, "id": "a-second"}
-    router({"attacks": [first, second, {**first, "id": "a-prefix", "target": "10.10.10.0/24"}]})
+    small = {**first, "id": "a-small", "target": "10.10.10.11", "peak_pps": 10.0}
+    mitigator.cfg.min_peak_pps = 100.0
+    router({"attacks": [first, second, {**first, "id": "a-prefix", "target": "10.10.10.0/24"}, small]})
     router({"attacks": [last]})  # one of two attacks on the victim ended: the rule stays, no hold yet
     wait_for(lambda: mitigator.counters["announced"] == 1, 5, "one shared announcement")
     held = mitigator.rules()
     assert len(held) == 1 and held[0]["attacks"] == ["a-second"] and held[0]["withdraw_in_s"] is None
-    assert mitigator.counters["skipped_no_group"] == 1
+    assert mitigator.counters["skipped_no_group"] == 1 and mitigator.counters["skipped_small"] == 1
     router({"attacks": [{**second, "end": last["end"]}]})
     wait_for(lambda: mitigator.rules()[0]["withdraw_in_s"] is not None, 5, "the hold to start")
     mitigator.close()  # shutting down: rules of ended attacks go now rather than stay announced

@@ -60,6 +60,7 @@ class MitigationConfig:
     backend: str = "exabgp"  # exabgp (lines to a FIFO read by `blackout mitigate --exabgp`) | gobgp (its CLI)
     groups: dict[str, Any] = dataclasses.field(default_factory=dict)  # name -> {networks, action, hold_s}
     hold_s: float = 300.0  # default hold after the attack ends, per group overridable
+    min_peak_pps: float = 0.0  # smaller attacks are not mitigated (until their peak grows past it)
     next_hop: str = "192.0.2.1"  # RTBH next hop (routers map it to a discard route)
     next_hop_v6: str = "100::1"  # RFC 6666 discard-only prefix
     communities: list[str] = dataclasses.field(default_factory=lambda: ["65535:666", "65535:65281"])  # + NO_EXPORT
@@ -300,6 +301,10 @@ class Mitigator(Worker):
                     act.attacks.discard(eid)
                     if not act.attacks:
                         act.release_at = self.clock() + act.hold_s
+            return
+        if (rec.get("peak_pps") or 0.0) < self.cfg.min_peak_pps:
+            if alert.event == "started":
+                self.counters["skipped_small"] += 1
             return
         found = group_of(self.groups, str(rec.get("target")))
         if found is None:
