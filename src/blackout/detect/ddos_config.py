@@ -73,9 +73,12 @@ class DdosConfig:
     baseline_window_s: float = 600.0  # time constant of the EWMA baseline
     baseline_warmup_s: float = 300.0  # no baseline rule before the detector has seen this much event time
     baseline_max_inpaint_s: float = 3600.0  # a level held this long becomes the new normal (IODA's rule)
-    # lifecycle: a rule must hold start_ticks consecutive ticks (on smoothed rates) to open an attack;
-    # end_ticks ticks without any rule holding on raw rates end it; the attack spans its first to last hot tick
-    start_ticks: int = 2
+    # lifecycle: a rule must hold start_ticks consecutive ticks (on smoothed rates) to open an attack.
+    # 1 = FastNetMon's behaviour (it bans on the first smoothed value over the threshold); the average
+    # already damps spikes: with 5 s, a lone 1 s tick must exceed ~5.5x the threshold to fire.
+    # end_ticks ticks without any rule holding on raw rates end it (30 s: pulsed attacks stay one attack);
+    # the attack spans its first to last hot tick
+    start_ticks: int = 1
     end_ticks: int = 30
     # bounded memory: state for at most this many targets (least recently seen quiet ones are evicted)
     max_targets: int = 200000
