@@ -254,16 +254,14 @@ def _route_monitoring(b, p, rend, ts, peer, pasn, asn_len, ap, o, table, bt, st,
     if _end_of_rib(b, u, bend):
         return 2
     n0, ne0 = st[K.S_N], st[K.S_NERR]  # blobs stay: the dedupe table may point at them
-    if ap >= 0:
-        if K._update(b, u, bend, asn_len, ap == 1, ts, peer, pasn, o, table, bt, st, ec):
-            return 1
-    else:  # unknown add-path: without path ids, then with them
-        saved = ec[2].copy()
-        if K._update(b, u, bend, asn_len, False, ts, peer, pasn, o, table, bt, st, ec):
-            return 1
-        st[K.S_N], st[K.S_NERR] = n0, ne0
-        ec[2][:] = saved
-        if K._update(b, u, bend, asn_len, True, ts, peer, pasn, o, table, bt, st, ec):
+    saved = ec[2].copy() if ap < 0 else ec[2]
+    for attempt in range(1 if ap >= 0 else 2):  # unknown add-path: without path ids, then with them
+        if attempt:
+            st[K.S_N], st[K.S_NERR] = n0, ne0
+            ec[2][:] = saved
+        addpath = ap == 1 if ap >= 0 else attempt == 1
+        # one call site on purpose: each site of this large function costs seconds of compile time
+        if K._update(b, u, bend, asn_len, addpath, ts, peer, pasn, o, table, bt, st, ec):
             return 1
     st[K.S_N] = n0  # drop the rows of a malformed UPDATE
     return E_BODY
