@@ -296,6 +296,13 @@ def test_live_shutdown_leaves_attacks_open() -> None:
     (still,) = run(flows, conf, close_open=False)
     (closed,) = run(flows, conf)
     assert still["end"] is None and closed["end"] is not None and still["id"] == closed["id"]
+    versions: list[dict[str, Any]] = []
+    det = DdosDetector(Config.load(overrides=[*LOW, "ddos.update_every_s=1"]).section("ddos", DdosConfig))
+    sink = lambda ev: versions.extend(ev["attacks"])  # noqa: E731
+    Engine([det], sink=sink, config=EngineConfig(lateness_s=0)).run([Source("p", Kind.FLOW, flows.to_batches(2048))])
+    assert len({v["id"] for v in versions}) == 1 and len(versions) >= 3  # updated while it runs
+    assert versions[0]["end"] is None and versions[-1]["end"] == closed["end"]
+    assert [v["total_packets"] for v in versions] == sorted(v["total_packets"] for v in versions)
 
 
 def test_dpkt_rows_give_the_same_attacks() -> None:

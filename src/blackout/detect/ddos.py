@@ -123,7 +123,7 @@ class DdosDetector:
             if close_open:
                 self._close(slot)
             elif ep.rule is not None:
-                self._emit(ep, None)
+                self._emit(ep, None, end_us)
 
     def drain(self) -> dict[str, list[dict[str, Any]]]:
         """Attack records created or changed since the last drain, by start then target."""
@@ -160,14 +160,14 @@ class DdosDetector:
             i = present.get(slot)
             if i is None or not fire_any[i]:
                 ep.fire_run = 0
-                continue
-            ep.fire_run = ep.fire_run + 1 if ep.fire_end == start else 1
-            ep.fire_end = tick.end_us
-            if ep.rule is None and ep.fire_run >= cfg.start_ticks:
-                ep.rule = self._rule_text(int(np.flatnonzero(fire[i])[0]), limits[i])
-                self._emit(ep, None)
-            elif ep.rule is not None and tick.end_us - ep.emitted_us >= cfg.update_every_s * 1e6:
-                self._emit(ep, None)
+            else:
+                ep.fire_run = ep.fire_run + 1 if ep.fire_end == start else 1
+                ep.fire_end = tick.end_us
+                if ep.rule is None and ep.fire_run >= cfg.start_ticks:
+                    ep.rule = self._rule_text(int(np.flatnonzero(fire[i])[0]), limits[i])
+                    self._emit(ep, None, tick.end_us)
+            if ep.rule is not None and tick.end_us - ep.emitted_us >= cfg.update_every_s * 1e6:
+                self._emit(ep, None, tick.end_us)
 
     def _profiles(self, tag: np.ndarray, group: np.ndarray) -> np.ndarray:
         """Threshold profile of each target (see __init__)."""
@@ -259,9 +259,9 @@ class DdosDetector:
         ep = self.episodes.pop(slot)
         self.state.live[slot] = False
         if ep.rule is not None:
-            self._emit(ep, ep.last_hot_end)
+            self._emit(ep, ep.last_hot_end, ep.last_hot_end)
 
-    def _emit(self, ep: Episode, end_us: int | None) -> None:
+    def _emit(self, ep: Episode, end_us: int | None, now_us: int) -> None:
         info = self.enricher.lookup(pa.array([ep.address], type=addr.ADDR), ep.start_us)
         routed = ep.tag != GROUP and bool(info.routed[0])
         record: dict[str, Any] = {
@@ -276,7 +276,7 @@ class DdosDetector:
         }
         record.update(ep.stats.fields())
         self.out[record["id"]] = record
-        ep.emitted_us = ep.last_hot_end if end_us is None else end_us
+        ep.emitted_us = now_us
 
 
 def attacks_summary(records: list[dict[str, Any]], top: int = 10) -> dict[str, Any]:
