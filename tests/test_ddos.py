@@ -257,6 +257,26 @@ def test_thresholds_from_set_change_the_outcome() -> None:
         Config.load(overrides=["ddos.threshold_ppps=5"]).section("ddos", DdosConfig)
 
 
+def test_flows_rule_counts_distinct_5_tuples() -> None:
+    """threshold_flows against tshark's busiest second in distinct (src, sport, dport) toward the victim."""
+    target = victim(SYNFLOOD)
+    out = subprocess.run(
+        [need_tool("tshark"), "-n", "-r", str(SYNFLOOD), "-Y", f"ip.dst=={target} && tcp", "-T", "fields",
+         "-E", "separator=|", "-e", "frame.time_epoch", "-e", "ip.src", "-e", "tcp.srcport", "-e", "tcp.dstport"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    per_s: dict[str, set[str]] = {}
+    for line in out.splitlines():
+        t, rest = line.split("|", 1)
+        per_s.setdefault(t.split(".")[0], set()).add(rest)
+    busiest = max(len(v) for v in per_s.values())
+    conf = ["ddos.ban_for_pps=off", "ddos.ban_for_bandwidth=off", "ddos.baseline=false", "ddos.ban_for_flows=on"]
+    conf.append("ddos.average_calculation_time=0")
+    (rec,) = run(pcap_flows(SYNFLOOD), [*conf, f"ddos.threshold_flows={busiest - 1}"])
+    assert rec["rule"] == f"threshold_flows>{busiest - 1}"
+    assert run(pcap_flows(SYNFLOOD), [*conf, f"ddos.threshold_flows={busiest}"]) == []
+
+
 def test_start_and_end_ticks() -> None:
     """The flood has a silent second inside: end_ticks decides whether it splits, start_ticks whether runs count."""
     flows, target = pcap_flows(SYNFLOOD), victim(SYNFLOOD)
