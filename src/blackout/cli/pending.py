@@ -8,7 +8,6 @@ import sys
 
 PENDING = {
     "report": ("daily ATLAS-style report of attacks and outages with verdicts (md, json, html, csv)", 7),
-    "serve": ("REST API and web dashboard over the store", 9),
 }
 
 
