@@ -21,7 +21,7 @@ from hypothesis import strategies as hst
 from blackout.errors import BlackoutError, DecodeError, Truncated
 from blackout.model import ROUTE_SCHEMA
 from blackout.sources import FILE_DECODERS, DecodeContext, detect_format, read_input
-from blackout.sources.bmp import BmpStream
+from blackout.sources.bmp import BmpStream, rd_text
 from bmp_writers import mrt_to_bmp
 from conftest import DATA, need_tool
 
@@ -103,6 +103,18 @@ def _path_text(segments: list[dict[str, Any]]) -> str:
     return " ".join(words)
 
 
+def _collector(hdr: dict[str, Any]) -> tuple[str, str]:
+    """The collector names blackout must give this per-peer header's peer: (for its STATE rows, for its routes)."""
+    if not hdr:
+        return ("", "")
+    ptype, flags = int(hdr["bmp.peer.type"]), int(hdr["bmp.peer.flags"], 16)
+    base = "test"
+    if ptype in (1, 2):  # RD / local instance peer: the distinguisher tshark read
+        base += ":rd=" + rd_text(bytes.fromhex(hdr["bmp.peer.distinguisher"].replace(":", "")))
+    view = ":loc" if ptype == 3 else {0: "", 0x40: ":post", 0x10: ":out", 0x50: ":out-post"}[flags & 0x50]
+    return base, base + view
+
+
 def tshark_messages(pcap: Path) -> list[dict[str, Any]]:
     """One dict per BMP message as tshark dissects it: type, peer, AS, time, announced and withdrawn prefixes."""
     port = segments(pcap)[2]
@@ -133,6 +145,7 @@ def tshark_messages(pcap: Path) -> list[dict[str, Any]]:
                 {
                     "type": msg["bmp.type"],
                     "peer": peer,
+                    "collector": _collector(hdr),
                     "asn": int(hdr["bmp.peer.asn"]) if hdr else None,
                     "sec": int(hdr["bmp.peer.timestamp.sec"]) if hdr else None,
                     "announce": announce,
@@ -167,16 +180,17 @@ def test_matches_tshark(pcap: Path) -> None:
         for letter, items in ((1, m["announce"]), (2, m["withdraw"])):
             for prefix, plen, path_id, as_path in items:
                 pid = int(path_id) if path_id is not None else None
-                want[(letter, m["peer"], m["asn"], m["sec"], prefix, plen, pid, as_path)] += 1
+                want[(letter, m["collector"][1], m["peer"], m["asn"], m["sec"], prefix, plen, pid, as_path)] += 1
         if m["type"] in NEW_STATE:
-            want[(3, m["peer"], m["asn"], m["sec"], NEW_STATE[m["type"]])] += 1
+            want[(3, m["collector"][0], m["peer"], m["asn"], m["sec"], NEW_STATE[m["type"]])] += 1
     got = Counter()
     for r in rows:
         sec = int(r["ts"].timestamp())
         if r["elem_type"] == 3:
-            got[(3, text(r["peer_addr"]), r["peer_asn"], sec, r["new_state"])] += 1
+            got[(3, r["collector"], text(r["peer_addr"]), r["peer_asn"], sec, r["new_state"])] += 1
         else:
-            key = (r["elem_type"], text(r["peer_addr"]), r["peer_asn"], sec, text(r["prefix"]), r["prefix_len"])
+            key = (r["elem_type"], r["collector"], text(r["peer_addr"]), r["peer_asn"], sec)
+            key += (text(r["prefix"]), r["prefix_len"])
             got[(*key, r["path_id"], r["as_path"])] += 1
             if r["as_path"]:  # the origin AS is the path's last AS (no AS_SET in these captures)
                 assert r["origin_asn"] == int(r["as_path"].split()[-1])

@@ -20,13 +20,16 @@ The model has no column for the monitoring view, so it is kept in
 post-policy (the L flag), ``<name>:out`` / ``<name>:out-post`` for Adj-RIB-Out
 (RFC 8671) and ``<name>:loc`` for Loc-RIB (RFC 9069).  A router monitoring
 both pre and post policy thus gives two independent views of each peer, and a
-Peer Down gives one STATE row per view the peer was seen in.  ``<name>`` is
+Peer Down gives one STATE row per view the peer was seen in.  RD and local
+instance peers (VRFs) get their route distinguisher too, ``<name>:rd=65500:108``,
+so one address in two VRFs stays two peers.  ``<name>`` is
 ``bmp:<router address>`` live, the file's base name for a file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import time
 from collections.abc import Iterator
@@ -79,12 +82,12 @@ class BmpStream:
         self._buf = b""
         self._pos = 0  # how far into self._buf the walk has consumed
         self._chunk = _Chunk(min(ctx.batch_size, CHUNK_ROWS))
-        self._var = np.zeros(self._chunk.cap, np.uint8)
+        self._var = np.zeros(self._chunk.cap, np.int32)  # per row: peer index * 8 + view
         self._peers = self._peer_table(256)
         self._pdict = Dict.empty(key_type=types.int64, value_type=types.int64)
         self._st = np.zeros(9, np.int64)
         self._ctr = np.zeros(len(B.COUNTERS), np.int64)
-        self._names = pa.array([collector + s for s in SUFFIXES])
+        self._names: dict[int, str] = {}  # peer index * 8 + view -> collector name
 
     @staticmethod
     def _peer_table(n: int) -> tuple[np.ndarray, ...]:
@@ -141,7 +144,7 @@ class BmpStream:
             status = int(st[K.S_STATUS])
             if status == B.FULL and st[K.S_NEED] > chunk.cap:
                 chunk = self._chunk = _Chunk(int(st[K.S_NEED]))
-                self._var = np.zeros(chunk.cap, np.uint8)
+                self._var = np.zeros(chunk.cap, np.int32)
             elif status == B.PEERS:
                 self._grow_peers()
             elif status == B.FATAL:
@@ -178,7 +181,7 @@ class BmpStream:
         m = len(peer_idx)
         cols = {
             "ts": pa.array(np.full(m, at_us, np.int64), pa.int64()).cast(ROUTE_SCHEMA.field("ts").type),
-            "collector": pc.take(self._names, pa.array(view.astype(np.int32))),
+            "collector": self._collectors(peer_idx * 8 + view),
             "peer_addr": from_matrix(self._peers[4][peer_idx]),
             "peer_asn": pa.array(self._peers[5][peer_idx]),
             "elem_type": pa.array(np.full(m, ElemType.STATE, np.uint8)),
@@ -213,10 +216,38 @@ class BmpStream:
         # hand the assembler copies of the rows filled (cheap: n rows, not the chunk's capacity).
         rows = _Rows(tuple(a[:n].copy() for a in self._chunk.rows), tuple(a[:nblobs] for a in self._chunk.blobs))
         batch = MrtDecoder._assemble(buf, rows, n, nblobs, self.collector)  # type: ignore[arg-type]
-        views = self._var[:n]
-        if views.any():
-            batch = batch.set_column(1, ROUTE_SCHEMA.field("collector"), pc.take(self._names, pa.array(views)))
+        codes = self._var[:n].astype(np.int64)
+        if (codes & 7).any() or np.isin(self._peers[0][codes >> 3, 0], (1, 2)).any():  # else all are the plain name
+            batch = batch.set_column(1, ROUTE_SCHEMA.field("collector"), self._collectors(codes))
         return batch
+
+    def _collectors(self, codes: np.ndarray) -> pa.Array:
+        """Collector names of rows coded peer index * 8 + view."""
+        uniq, inverse = np.unique(codes, return_inverse=True)
+        names = pa.array([self._name(c) for c in uniq.tolist()], pa.string())
+        return pc.take(names, pa.array(inverse.ravel().astype(np.int32)))
+
+    def _name(self, code: int) -> str:
+        """The collector of one peer and view: RD and local instance peers carry their distinguisher,
+        so the same address in two VRFs stays two peers."""
+        name = self._names.get(code)
+        if name is None:
+            key = self._peers[0][code >> 3]
+            rd = ":rd=" + rd_text(bytes(key[1:9])) if key[0] in (1, 2) else ""
+            name = self._names[code] = self.collector + rd + SUFFIXES[code & 7]
+        return name
+
+
+def rd_text(rd: bytes) -> str:
+    """A route distinguisher as RFC 4364 section 4.2 writes it: ASN:number or IPv4:number."""
+    kind, value = int.from_bytes(rd[:2], "big"), rd[2:]
+    if kind == 0:
+        return f"{int.from_bytes(value[:2], 'big')}:{int.from_bytes(value[2:], 'big')}"
+    if kind == 1:
+        return f"{ipaddress.IPv4Address(value[:4])}:{int.from_bytes(value[4:], 'big')}"
+    if kind == 2:
+        return f"{int.from_bytes(value[:4], 'big')}:{int.from_bytes(value[4:], 'big')}"
+    return rd.hex()
 
 
 def _sniff_header(head: bytes, q: int) -> int:

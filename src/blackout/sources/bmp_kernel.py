@@ -173,7 +173,7 @@ def _addpath_caps(b, m, end, out):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _state_rows(o, var, st, mask, ts, peer, pasn, old, new):  # type: ignore[no-untyped-def]
+def _state_rows(o, var, st, pi, mask, ts, peer, pasn, old, new):  # type: ignore[no-untyped-def]
     """One STATE element per view the peer was seen in (the pre-policy view when none yet)."""
     if mask == 0:
         mask = 1
@@ -192,7 +192,7 @@ def _state_rows(o, var, st, mask, ts, peer, pasn, old, new):  # type: ignore[no-
             o[9][k] = False
             o[10][k] = old
             o[11][k] = new
-            var[k] = v
+            var[k] = pi * 8 + v
             st[K.S_N] = k + 1
 
 
@@ -342,7 +342,7 @@ def walk(b, cap, o, var, table, bt, ec, peers, pdict, st, ctr, arrival_us, resyn
             n0 = st[K.S_N]
             r = _route_monitoring(b, p, rend, ts, peer, pasn, asn_len, ap, o, table, bt, st, ec)
             if r == 1:
-                var[n0 : st[K.S_N]] = view
+                var[n0 : st[K.S_N]] = pi * 8 + view
                 p_mask[pi] |= 1 << view
             elif r == 2:
                 ctr[C_EOR] += 1
@@ -359,11 +359,11 @@ def walk(b, cap, o, var, table, bt, ec, peers, pdict, st, ctr, arrival_us, resyn
                 for a in range(2):  # in: the peer sends, the router receives; out: the reverse
                     p_ap[pi, a] = 1 if (recv[a] & 2 and sent[a] & 1) else 0
                     p_ap[pi, 2 + a] = 1 if (sent[a] & 2 and recv[a] & 1) else 0
-            _state_rows(o, var, st, p_mask[pi], ts, peer, pasn, OPENCONFIRM, ESTABLISHED)
+            _state_rows(o, var, st, pi, p_mask[pi], ts, peer, pasn, OPENCONFIRM, ESTABLISHED)
         elif typ == 2:
             if p + PEER_HDR + 1 > rend:
                 err = E_BODY
-            _state_rows(o, var, st, p_mask[pi], ts, peer, pasn, ESTABLISHED, IDLE)
+            _state_rows(o, var, st, pi, p_mask[pi], ts, peer, pasn, ESTABLISHED, IDLE)
             p_ap[pi, :] = -1
         if err:
             K._err(st, err_off, err_code, counts, err, pos)
