@@ -217,7 +217,9 @@ class BmpStream:
         rows = _Rows(tuple(a[:n].copy() for a in self._chunk.rows), tuple(a[:nblobs] for a in self._chunk.blobs))
         batch = MrtDecoder._assemble(buf, rows, n, nblobs, self.collector)  # type: ignore[arg-type]
         codes = self._var[:n].astype(np.int64)
-        if (codes & 7).any() or np.isin(self._peers[0][codes >> 3, 0], (1, 2)).any():  # else all are the plain name
+        ptype = self._peers[0][:, 0]
+        vrf = (ptype == 1) | (ptype == 2)  # per peer: an RD or local instance peer
+        if (codes & 7).any() or vrf[codes >> 3].any():  # else every row has the plain name
             batch = batch.set_column(1, ROUTE_SCHEMA.field("collector"), self._collectors(codes))
         return batch
 
