@@ -18,7 +18,7 @@ import pyarrow as pa
 from .. import addr
 from ..enrich.base import Enricher
 from . import spoofing
-from .sketch import HyperLogLog, SparseCounter, address_keys, group_keys, smallest_distinct
+from .sketch import SparseCounter, address_keys, group_keys, smallest_distinct
 from .vectors import DIRECT_PORTED, FALLBACK, N_VECTORS, REFLECTED, classify, role_of, vector_shares
 
 TOP = 10  # entries kept in top_sources, source_countries, source_asns
@@ -95,7 +95,6 @@ class AttackStats:
         self.vectors = np.zeros(N_VECTORS, dtype=np.float64)
         self.reflectors: dict[int, np.ndarray] = {}  # reflected vector -> its smallest source keys
         self.sources = SparseCounter(columns=3, tags=2, cap=max_sources)
-        self.hll = HyperLogLog()
         self.ports = SparseCounter()
         self.countries = SparseCounter()
         self.asns = SparseCounter()
@@ -116,7 +115,6 @@ class AttackStats:
             self.reflectors[code] = smallest_distinct(got, keys[vec == code], self.min_sources)
         cols = np.stack([pk, rows.raw_packets[sel], rows.flag[sel].astype(np.float64)], axis=1)
         self.sources.add(keys, cols, np.stack([rows.src_hi[sel], rows.src_lo[sel]], axis=1))
-        self.hll.add(keys)
         direct = DIRECT_PORTED[vec]
         self.ports.add(rows.dst_port[sel][direct].astype(np.uint64), pk[direct])
         self.countries.add(rows.country[sel], pk)
@@ -143,7 +141,6 @@ class AttackStats:
             got = self.reflectors.get(code, np.zeros(0, np.uint64))
             self.reflectors[code] = smallest_distinct(got, keys, self.min_sources)
         self.sources.merge(other.sources)
-        self.hll.merge(other.hll)
         for mine, theirs in ((self.ports, other.ports), (self.countries, other.countries), (self.asns, other.asns)):
             mine.merge(theirs)
         self.ttl += other.ttl
@@ -161,7 +158,7 @@ class AttackStats:
 
     def unique_sources(self) -> int:
         """Exact while under the cap, HyperLogLog after."""
-        return len(self.sources) if self.sources.exact else round(self.hll.estimate())
+        return self.sources.distinct()
 
     def fields(self) -> dict[str, Any]:
         """The record fields that come from traffic (everything but identity, target and times)."""

@@ -66,7 +66,10 @@ class SparseCounter:
 
     Adding a tick's keys is a searchsorted plus one insert, O(size) memory
     traffic and no per-key Python.  Past ``cap`` keys it keeps the heaviest
-    half by column 0 and flags itself inexact (heavy hitters stay right).
+    half by column 0 and flags itself inexact (heavy hitters stay right); from
+    then on a HyperLogLog, seeded with every key held at that moment, counts
+    the distinct keys (:meth:`distinct`).  Counters that never reach the cap
+    never pay for the sketch.
     """
 
     def __init__(self, columns: int = 1, tags: int = 0, cap: int = 1 << 62) -> None:
@@ -75,6 +78,7 @@ class SparseCounter:
         self.tags = np.zeros((0, tags), dtype=np.uint64)
         self.cap = cap
         self.exact = True
+        self.hll: HyperLogLog | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -89,6 +93,8 @@ class SparseCounter:
         folded = np.zeros((len(uniq), sums.shape[1]), dtype=np.float64)
         for c in range(sums.shape[1]):
             folded[:, c] = np.bincount(inv, weights=sums[:, c], minlength=len(uniq))
+        if self.hll is not None:
+            self.hll.add(uniq)
         pos = np.searchsorted(self.keys, uniq)
         found = pos < len(self.keys)
         found[found] = self.keys[pos[found]] == uniq[found]
@@ -108,8 +114,20 @@ class SparseCounter:
 
     def merge(self, other: SparseCounter) -> None:
         """Add another counter's sums (and tags for keys new here)."""
+        if other.hll is not None:
+            self._sketch().merge(other.hll)
+            self.exact = False
         self.add(other.keys, other.sums, other.tags)
-        self.exact = self.exact and other.exact
+
+    def distinct(self) -> int:
+        """How many distinct keys were added: exact until the cap, estimated after."""
+        return len(self.keys) if self.hll is None else round(self.hll.estimate())
+
+    def _sketch(self) -> HyperLogLog:
+        if self.hll is None:
+            self.hll = HyperLogLog()
+            self.hll.add(self.keys)
+        return self.hll
 
     def top(self, k: int, column: int = 0) -> np.ndarray:
         """Indices of the k largest keys by one column, ties broken by key (deterministic)."""
@@ -117,6 +135,7 @@ class SparseCounter:
         return order[:k]
 
     def _prune(self) -> None:
+        self._sketch()
         keep = np.sort(self.top(self.cap // 2))
         self.keys, self.sums, self.tags = self.keys[keep], self.sums[keep], self.tags[keep]
         self.exact = False
