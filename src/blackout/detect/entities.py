@@ -76,13 +76,20 @@ class Homes:
         known = asn != 0
         if not known.any():
             return
-        keys = np.concatenate([self.keys, blocks[known]])
-        vals = np.concatenate([self.asn, asn[known]])
-        order = np.argsort(keys, kind="stable")
-        keys, vals = keys[order], vals[order]
-        last = np.ones(len(keys), dtype=bool)
-        last[:-1] = keys[1:] != keys[:-1]
-        self.keys, self.asn = keys[last], vals[last]
+        kb, ka = blocks[known], asn[known]
+        order = np.argsort(kb)
+        kb, ka = kb[order], ka[order]
+        run = np.ones(len(kb), dtype=bool)
+        run[1:] = kb[1:] != kb[:-1]
+        b, a = kb[run], ka[run]
+        pos = np.searchsorted(self.keys, b)
+        found = np.zeros(len(b), dtype=bool)
+        inside = pos < len(self.keys)
+        found[inside] = self.keys[pos[inside]] == b[inside]
+        self.asn[pos[found]] = a[found]
+        if not found.all():
+            self.keys = np.insert(self.keys, pos[~found], b[~found])
+            self.asn = np.insert(self.asn, pos[~found], a[~found])
 
     def get(self, blocks: np.ndarray) -> np.ndarray:
         """Remembered origin of each block (0 when never seen routed)."""
@@ -93,17 +100,22 @@ class Homes:
 
 
 def group_sum(codes: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct codes and the sum of weights per code."""
-    uniq, inv = np.unique(codes, return_inverse=True)
-    return uniq, np.bincount(inv.ravel(), weights=weights, minlength=len(uniq))
+    """Distinct codes (ascending) and the sum of weights per code (a sort and ``reduceat``; numpy's
+    hash-based ``unique`` measured 3x slower on a million flows)."""
+    if len(codes) == 0:
+        return codes, np.zeros(0)
+    order = np.argsort(codes)
+    c = codes[order]
+    heads = np.flatnonzero(np.concatenate([[True], c[1:] != c[:-1]]))
+    return c[heads], np.add.reduceat(np.asarray(weights, dtype=np.float64)[order], heads)
 
 
 def group_distinct(codes: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct codes and the number of distinct items per code."""
+    """Distinct codes and the number of distinct items per code.  Items are 64-bit address identities
+    of which the low 40 bits are kept (all of an IPv4 address; an IPv6 hash, where two of a million
+    addresses collide with odds below one half), packed with the code into one key: one sort."""
     if len(codes) == 0:
         return codes, np.zeros(0)
-    order = np.lexsort((items, codes))
-    c, it = codes[order], items[order]
-    new = np.ones(len(c), dtype=bool)
-    new[1:] = (c[1:] != c[:-1]) | (it[1:] != it[:-1])
-    return group_sum(c[new], np.ones(int(new.sum())))
+    key = np.sort((codes.astype(np.uint64) << np.uint64(40)) | (np.asarray(items, np.uint64) & np.uint64(2**40 - 1)))
+    owners = key[np.concatenate([[True], key[1:] != key[:-1]])] >> np.uint64(40)
+    return group_sum(owners.astype(codes.dtype), np.ones(len(owners)))
