@@ -94,6 +94,9 @@ class StoreReader:
         self._snap_sig: tuple[tuple[int, int], ...] | None = None
         self._snap_at = 0.0
         self._copy_path = ""
+        # one connection kept open per copy: DuckDB then keeps the database loaded, and each
+        # request's own connection to it costs nothing (opening the file anew costs ~30 ms)
+        self._keeper: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
         self.snapshots = 0  # snapshot copies taken (exposed in /metrics)
         self.last_mode = "none"  # "direct" or "snapshot": how the last request read
@@ -151,11 +154,13 @@ class StoreReader:
                         self._snap_sig = None
                         time.sleep(0.05 * (attempt + 1))
                         continue
-                    self._drop(self._copy_path)
+                    self._retire()
                     self._snap_sig, self._snap_at, self._copy_path = sig, time.monotonic(), copy
                     self.snapshots += 1
                 try:
-                    con = duckdb.connect(self._copy_path, read_only=True)
+                    if self._keeper is None:
+                        self._keeper = duckdb.connect(self._copy_path, read_only=True)
+                    con = duckdb.connect(self._copy_path, read_only=True)  # the kept instance: ~0 ms
                     self.last_mode = "snapshot"
                     return con
                 except duckdb.Error as exc:
@@ -174,14 +179,19 @@ class StoreReader:
             if os.path.exists(self.path + suffix):
                 shutil.copyfile(self.path + suffix, copy + suffix)
 
-    @staticmethod
-    def _drop(copy: str) -> None:
-        """Remove an older copy (connections still reading it keep their open file)."""
+    def _retire(self) -> None:
+        """Let go of the previous copy: close its keeper connection (requests still reading it have
+        their own) and remove its files (open files stay readable until closed)."""
+        if self._keeper is not None:
+            self._keeper.close()
+            self._keeper = None
         for suffix in ("", ".wal"):
             with contextlib.suppress(OSError):
-                if copy:
-                    os.remove(copy + suffix)
+                if self._copy_path:
+                    os.remove(self._copy_path + suffix)
 
     def close(self) -> None:
-        """Remove the snapshot folder."""
+        """Close the kept connection and remove the snapshot folder."""
+        with self._lock:
+            self._retire()
         self._cleanup()
