@@ -248,3 +248,19 @@ def test_fuzz_random_elements_match_the_oracle(ops: list[tuple[str, int, int, in
     }
     assert got == {p: min(a for a, k in c.items() if k == max(c.values())) for p, c in origins.items()}
     state.visible_slash24_by_asn()
+
+
+def test_reannouncing_known_routes_keeps_the_reach_views() -> None:
+    """Most updates re-announce a route unchanged: views (visibility, LPM) must not be rebuilt for them."""
+    rib, _ = jinx_tables()
+    state = RoutingState()
+    state.apply(rib)
+    view, reach, version = state.view(), state.reach_version, state.version
+    col = rib.schema.get_field_index("elem_type")
+    again = rib.slice(0, 50_000).set_column(col, "elem_type", pa.array(np.full(50_000, 1, np.uint8)))
+    state.apply(again)  # the same routes announced again
+    assert state.version > version and state.reach_version == reach and state.view() is view
+    kp = _rows(rib, ["175.45.176.0/24"])
+    state.apply(kp.set_column(col, "elem_type", pa.array(np.full(kp.num_rows, 2, np.uint8))))  # withdrawn
+    assert state.reach_version > reach and state.view() is not view
+    assert "175.45.176.0/24" not in _prefixes_of(state.snapshot())

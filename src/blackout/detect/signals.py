@@ -142,7 +142,7 @@ class SignalComputer:
     def _bgp_series(self, at_us: int) -> list[Series]:
         """The BGP series, recomputed only when the routing state (or the country table) changed."""
         countries = self.countries(at_us) if self.countries is not None else None
-        key = (self.routing.version if self.routing is not None else -1, id(countries))
+        key = (self.routing.reach_version if self.routing is not None else -1, id(countries))
         if self._bgp_series_cache is None or self._bgp_series_cache[0] != key:
             self._bgp_series_cache = (key, [self._series(r) for r in self._bgp(countries)])
         return list(self._bgp_series_cache[1])

@@ -4,7 +4,7 @@ It implements :class:`~.base.Enricher`.  The routing state is the one the
 engine keeps current with each tick's route elements (``RoutingState.apply``),
 so "routed" and "origin AS" are as of the tick being processed.  The
 longest-prefix-match table is rebuilt only when the routing state changed since
-the last lookup (its ``version``).
+the last lookup (its ``reach_version``: re-announcements of known routes do not count).
 
 Country of an address: the RIR delegation holding it, from the files of the
 data's time (:class:`~.country.RirArchive`); else the country of its origin AS
@@ -70,12 +70,12 @@ class RoutingEnricher:
     def lpm(self) -> LpmTable:
         """The longest-prefix-match table of the current routing state (default routes left out:
         they say nothing about where an address is)."""
-        if self._lpm is None or self._lpm_version != self.routing.version:
+        if self._lpm is None or self._lpm_version != self.routing.reach_version:
             view = self.routing.view()
             rows = np.flatnonzero(view.bits > 96 * view.v4)
             self._lpm = LpmTable(from_matrix(view.prefix[rows]), view.prefix_len[rows])
             self._origin = view.origin[rows]
-            self._lpm_version = self.routing.version
+            self._lpm_version = self.routing.reach_version
         return self._lpm
 
     def delegations(self, at_us: int | None) -> Delegations | None:

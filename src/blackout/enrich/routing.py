@@ -81,7 +81,11 @@ class RoutingState:
         self._peer_ids: dict[tuple[str, bytes], int] = {}
         self.paths: list[str] = []
         self._path_ids: dict[str, int] = {}
-        self.version = 0  # bumped by every change; derived views are cached per version
+        self.version = 0  # bumped by every change (an AS path too)
+        # bumped only when what is reachable changes: a route appears or goes, or a prefix's origin AS
+        # changes.  Views (visibility, origin, LPM) are cached per reach_version, so the steady churn of
+        # re-announced routes (most of a collector's updates) does not rebuild them.
+        self.reach_version = 0
         self.stats: Counter[str] = Counter()  # elements applied, withdrawals of unknown routes, skipped rows
         self._cache: dict[str, Any] = {}
 
@@ -176,6 +180,7 @@ class RoutingState:
         path_ids = self._intern_paths(as_path.take(pa.array(win[ann])))
         src, apos, afound = win[ann], pos[ann], found[ann]
         upd = apos[afound]  # announced routes already there: overwrite in place
+        self.reach_version += bool(np.any(self.origin[upd] != origin[src[afound]]))
         self.origin[upd] = origin[src[afound]]
         self.path[upd] = path_ids[afound]
         self.updated_us[upd] = ts[src[afound]]
@@ -185,6 +190,7 @@ class RoutingState:
         if len(at) == 0 and len(dele) == 0:
             return
         self.version += 1
+        self.reach_version += 1
         new_keys = ukeys[ann][~afound]
         self.keys = np.insert(self.keys, at, new_keys)
         self.origin = np.insert(self.origin, at, origin[new])
@@ -218,6 +224,7 @@ class RoutingState:
         if gone.any():
             self._keep(~gone)
             self.version += 1
+            self.reach_version += 1
 
     def _keep(self, keep: np.ndarray) -> None:
         self.keys = self.keys[keep]
@@ -259,14 +266,14 @@ class RoutingState:
         )
 
     def view(self) -> PrefixView:
-        """Per-prefix origin, peer counts and visibility (cached until the state changes)."""
+        """Per-prefix origin, peer counts and visibility (cached until what is reachable changes)."""
         cached = self._cache.get("view")
-        if cached is None or cached[0] != self.version:
+        if cached is None or cached[0] != self.reach_version:
             cfg = self.config
             v = prefix_view(
                 self.key_matrix(), self.peer, self.origin, len(self.peers), cfg.full_feed_v4, cfg.full_feed_v6
             )
-            cached = self._cache["view"] = (self.version, v)
+            cached = self._cache["view"] = (self.reach_version, v)
         return cached[1]
 
     def snapshot(self) -> pa.Table:
