@@ -321,3 +321,8 @@ def test_metrics_export_a_collectors_stats_file(db: str, tmp_path: Path) -> None
     text = TestClient(create_app(db, stats_file=str(stats))).get("/metrics").text
     assert "blackout_collect_exporters_127_0_0_1_records 61023" in text
     assert "blackout_collect_exporters_127_0_0_1_errors 2" in text
+
+
+def test_missing_store_says_how_to_make_one(tmp_path: Path) -> None:
+    r = TestClient(create_app(str(tmp_path / "none.duckdb"))).get("/attacks")
+    assert r.status_code == 503 and "blackout replay" in r.json()["error"]

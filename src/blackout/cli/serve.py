@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_db_arg(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="TCP port (default 8080; 0 picks a free one)")
+    p.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
     p.add_argument("--token", default=os.environ.get("BLACKOUT_TOKEN"), help="bearer token for changes")
     p.add_argument("--asnames", metavar="FILE", help="AS names table (JSON, maybe gzipped) for entity names")
     p.add_argument("--stats-file", metavar="FILE", help="a collector's JSON status file, exported in /metrics")
@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if not 0 <= args.port <= 65535:
-        print(f"blackout serve: port {args.port} is out of range 0..65535", file=sys.stderr)
+    if not 1 <= args.port <= 65535:
+        print(f"blackout serve: port {args.port} is out of range 1..65535", file=sys.stderr)
         return 2
     import uvicorn
 

@@ -30,7 +30,13 @@ function range() {
   return { from: p.get("from") || "", until: p.get("until") || "" };
 }
 
-const entityLink = (type, code, label) => `<a href="#/entity/${type}/${encodeURIComponent(code)}${keepRange()}">${esc(label || type + " " + code)}</a>`;
+const names = new Map(); // "asn/131279" -> "AS131279 STAR-KP", from /entities/query
+async function loadNames() {
+  if (names.size) return;
+  const res = await api("/entities/query", { limit: 1000 });
+  for (const e of res.data) if (e.name !== e.code) names.set(`${e.type}/${e.code}`, e.name);
+}
+const entityLink = (type, code, label) => `<a href="#/entity/${type}/${encodeURIComponent(code)}${keepRange()}">${esc(label || names.get(`${type}/${code}`) || type + " " + code)}</a>`;
 const attackLink = (a) => `<a href="#/attack/${encodeURIComponent(a.id)}${keepRange()}">${esc(a.target)}</a>`;
 function keepRange() { const r = range(); const q = new URLSearchParams(); if (r.from) q.set("from", r.from); if (r.until) q.set("until", r.until); return q.toString() ? "?" + q : ""; }
 const ongoing = (e) => e.end === null ? '<span class="pill ongoing">ongoing</span>' : esc(e.end);
@@ -57,8 +63,9 @@ function outagesTable(rows) {
 
 async function overview() {
   const r = range();
-  const [att, out] = await Promise.all([
+  const [att, , out] = await Promise.all([
     api("/attacks", { ...r, limit: 1000 }),
+    loadNames(),
     api("/outages/events", { ...r, format: "blackout", limit: 5000 }),
   ]);
   const darkNow = out.data.filter((o) => o.end === null), hitNow = att.data.filter((a) => a.end === null);
@@ -81,6 +88,7 @@ async function entityPage(type, code) {
     api(`/signals/raw/${encodeURIComponent(type)}/${encodeURIComponent(code)}`, { ...r, normalised: norm }),
     api("/outages/events", { ...r, entityType: type, entityCode: code, format: "blackout", limit: 5000 }),
     api("/attacks", { ...r, ...filter, limit: 1000 }),
+    loadNames(),
   ]);
   view.innerHTML = `<h1>${esc(sig.entity.name)} <span class="muted">${esc(type)} ${esc(code)}</span></h1>
     <div class="toolbar"><label><input type="checkbox" id="norm" ${norm ? "checked" : ""}> normalised (÷ median)</label>
@@ -143,6 +151,7 @@ async function attackPage(id) {
 
 async function render() {
   const { parts, params } = route();
+  names.clear(); // the store may have new entities
   syncRange(params);
   try {
     if (parts[0] === "entity" && parts.length >= 3) await entityPage(parts[1], parts.slice(2).join("/"));
