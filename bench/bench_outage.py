@@ -32,12 +32,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from blackout import addr
 from blackout.detect import ioda
 from blackout.detect.outage import OutageConfig, OutageDetector
 from blackout.detect.routing_tracker import RoutingTracker
+from blackout.detect.signals import SignalComputer, Watch
 from blackout.engine import Engine, EngineConfig, Source
+from blackout.enrich.country import Delegations
+from blackout.enrich.enricher import RoutingEnricher
 from blackout.enrich.routing import RoutingState
-from blackout.model import ROUTE_SCHEMA, TIME, Kind
+from blackout.model import FLOW_SCHEMA, PROBE_SCHEMA, ROUTE_SCHEMA, TIME, Kind
 from blackout.sources import FILE_DECODERS, DecodeContext, read_input
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
@@ -143,6 +147,33 @@ def detector_per_bin(rib: pa.Table, bins: int) -> tuple[float, int]:
     return max(total - 2 * fixed, 0.0) / bins, len(det.signals.registries[("bgp", "asn")])
 
 
+def traffic_per_bin(rib: pa.Table, n: int = 1_000_000) -> float:
+    """Seconds for the traffic signals of one bin of n flows between random IPv4 addresses, every AS and
+    country (steady state: the second bin, the enricher's caches warm)."""
+    state = RoutingState()
+    state.apply(rib)
+    enricher = RoutingEnricher(state, Delegations.load([DATA / "rir" / "delegated-apnic-20141102.txt"]))
+    rnd = np.random.default_rng(1)
+    cols = {
+        "ts": pa.array(np.full(n, 1_419_264_000_000_000, np.int64)).cast(TIME),
+        "src_addr": addr.from_v4_u32(rnd.integers(1 << 24, 223 << 24, n).astype(np.uint32)),
+        "dst_addr": addr.from_v4_u32(rnd.integers(1 << 24, 223 << 24, n).astype(np.uint32)),
+        "bytes": pa.array(rnd.integers(40, 1500, n).astype(np.uint64)),
+        "packets": pa.array(np.ones(n, np.uint64)),
+        "sampling_rate": pa.array(np.full(n, 1000, np.uint32)),
+    }
+    for f in FLOW_SCHEMA:
+        if f.name not in cols:
+            cols[f.name] = pa.array(np.zeros(n, np.uint8)).cast(f.type) if f.name != "exporter" else pa.array([""] * n)
+    flows = pa.table(cols, schema=FLOW_SCHEMA)
+    signals = SignalComputer(Watch.parse([]), True, state, enricher, enricher.delegations)
+    for _ in range(2):
+        signals.add(flows, PROBE_SCHEMA.empty_table())
+        start = time.perf_counter()
+        signals.close(1_419_264_060_000_000)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     bins = int(sys.argv[1]) if len(sys.argv) > 1 else 120
     rib = load_rib()
@@ -163,6 +194,9 @@ def main() -> None:
     per_bin, judged = detector_per_bin(rib, bins)
     print(f"whole outage detector, all entities ({judged} ASes + countries): {per_bin * 1e3:.1f} ms per bin")
     out["detector_ms_per_bin"] = per_bin * 1e3
+    t_traffic = traffic_per_bin(rib)
+    print(f"traffic signals of 1,000,000 flows in one bin, every AS and country: {t_traffic:.2f} s")
+    out["traffic_1m_flows_s"] = t_traffic
     out["ratio"] = out["churn_ratio"]
     print(json.dumps(out))
 

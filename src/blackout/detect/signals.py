@@ -38,7 +38,7 @@ from ..enrich.base import Enricher
 from ..enrich.routing import RoutingState
 from ..enrich.visibility import V4Ranges, merge, slash24_intervals
 from ..model import FLOW_SCHEMA, PROBE_SCHEMA
-from .entities import Homes, Registry, group_distinct, group_sum
+from .entities import Groups, Homes, Registry, group_distinct, group_sum
 
 TRAFFIC = ("bytes", "packets", "addrs")
 # Trinocular's belief model (IODA's build): start 0.99, clamp [0.01, 0.99], up > 0.9, 1 % false answers.
@@ -233,9 +233,9 @@ class SignalComputer:
             asn, cc = self._where(addrs, at_us)
             for etype, code, keys in _groupings(asn, cc):
                 rows = code >= 0
+                groups = Groups(code[rows])
                 for what in ("bytes", "packets"):
-                    u, s = group_sum(code[rows], weights[what][rows])
-                    out.append((f"traffic_{side}_{what}", etype, keys[u], s))
+                    out.append((f"traffic_{side}_{what}", etype, keys[groups.keys], groups.sum(weights[what][rows])))
                 u, d = group_distinct(code[rows], item[rows])
                 out.append((f"traffic_{side}_addrs", etype, keys[u], d))
             if self.watch.prefixes:
