@@ -182,3 +182,38 @@ def test_refuses_public_bind_without_token(db: str) -> None:
         [*BLACKOUT, "serve", "--db", db, "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60, env=env
     )
     assert out.returncode == 2 and "without a token" in out.stderr
+
+
+DRAG = """(() => {
+  const svg = document.querySelector('.chart svg'), r = svg.getBoundingClientRect();
+  const at = (f) => ({clientX: r.left + r.width * f, clientY: r.top + r.height / 2, bubbles: true});
+  svg.dispatchEvent(new MouseEvent('mousedown', at(0.3)));
+  svg.dispatchEvent(new MouseEvent('mousemove', at(0.6)));
+  svg.dispatchEvent(new MouseEvent('mouseup', at(0.6)));
+  return location.hash;
+})()"""
+
+
+def test_zoom_and_normalised_toggle_go_into_the_url(server: str, tmp_path: Path) -> None:
+    browser = Chromium(need_tool("chromium"), tmp_path / "profile")
+    try:
+        browser.open(server + "/#/entity/asn/131279")
+        assert browser.wait_for("document.querySelectorAll('.chart svg path.series').length", 1, 20) == 1
+        page = browser.eval(DRAG)
+        zoomed = dict(p.split("=") for p in page.split("?", 1)[1].split("&"))
+        start, end = int(zoomed["from"]), int(zoomed["until"])
+        assert start < end
+        with urllib.request.urlopen(f"{server}/signals/raw/asn/131279?maxPoints=20000") as r:
+            full = json.load(r)["data"][0]
+        # the plot spans x = 60..988 of chart.js' 1000-wide view box, first to last point
+        first, last = full["from"] + 30, full["until"] - 30  # points sit mid-bin (60 s bins)
+        frac = [(f * 1000 - 60) / 928 for f in (0.3, 0.6)]
+        expected = [first + f * (last - first) for f in frac]
+        assert abs(start - expected[0]) <= 120 and abs(end - expected[1]) <= 120
+        browser.eval("document.getElementById('norm').click()")
+        assert browser.wait_for("location.hash", page + "&norm=1", 10) == page + "&norm=1"
+        # normalised: values ÷ median (4 /24s) = 1, so the y axis tops at 1 + 8 % headroom
+        labels = "[...document.querySelectorAll('.chart svg text')].map(t => t.textContent)"
+        assert browser.wait_for(f"{labels}.includes('1.08')", True, 10) is True
+    finally:
+        browser.close()
