@@ -25,6 +25,7 @@ from bgpdump_oracle import bgpdump_lines
 from blackout import addr, events
 from blackout.config import Config
 from blackout.detect import ioda
+from blackout.detect.base import Tick
 from blackout.detect.outage import OutageConfig, OutageDetector, outage_detectors
 from blackout.detect.routing_tracker import RoutingTracker
 from blackout.engine import Engine, EngineConfig, Source
@@ -33,7 +34,7 @@ from blackout.enrich.enricher import RoutingEnricher
 from blackout.enrich.routing import RoutingConfig, RoutingState
 from blackout.errors import ConfigError
 from blackout.events import event_id
-from blackout.model import FLOW_SCHEMA, ROUTE_SCHEMA, TIME, ElemType, Kind
+from blackout.model import FLOW_SCHEMA, PROBE_SCHEMA, ROUTE_SCHEMA, TIME, ElemType, Kind
 from blackout.sources import FILE_DECODERS, DecodeContext, read_input
 from blackout.store.duckdb_store import DuckDBStore
 from conftest import DATA
@@ -418,3 +419,21 @@ def test_tracker_no_alert_during_warm_up_and_missing_values_keep_the_level() -> 
     assert s.level.tolist() == [0, 2]
     s = tr.step(8, np.array([np.nan, np.nan]))
     assert s.level.tolist() == [0, 2]
+
+
+def test_a_month_without_input_is_a_gap_not_forty_thousand_bins() -> None:
+    """Archives months apart: bins are judged up to max_quiet_s after the last input, then skipped."""
+    closed: list[int] = []
+
+    class Counting(OutageDetector):
+        def _close(self, start_us: int, with_traffic: bool = True) -> None:
+            closed.append(start_us)
+            super()._close(start_us, with_traffic)
+
+    det = Counting(OutageConfig(max_quiet_s=3600.0))
+    t0 = 1_419_000_000_000_000
+    for start in (t0, t0 + 30 * 86400 * 1_000_000):
+        empty = FLOW_SCHEMA.empty_table()
+        det.on_tick(Tick(start, start + 1_000_000, empty, ROUTE_SCHEMA.empty_table(), PROBE_SCHEMA.empty_table()))
+    assert 60 <= len(closed) <= 62  # one hour of bins after the first input, none for the rest of the month
+    assert det.bin_start == t0 + 30 * 86400 * 1_000_000

@@ -86,6 +86,9 @@ class OutageConfig:
     fast_drop: float = 0.5  # fast: BGP / probing alert at value <= this x level
     fast_traffic_drop: float = 0.25  # fast: traffic alert below this x seasonal baseline
     emit_signals: bool = True  # hand the signal values to the store
+    max_quiet_s: float = 86400.0  # a stretch with no input longer than this is a gap in the data, not
+    # an outage: bins are judged up to it, then the clock jumps to the next input (archives months apart
+    # would otherwise cost a bin each)
 
 
 register_section("outage", OutageConfig)
@@ -184,13 +187,18 @@ class OutageDetector:
         self.open: dict[tuple[str, str], _Event] = {}
         self.alerts: dict[str, dict[str, SignalAlert]] = {}  # event id → signal → details
         self.bin_start: int | None = None
+        self.last_input_us = -(2**62)  # start of the last tick with input
         self._changed: dict[str, _Event] = {}
         self._signal_rows: list[pa.Table] = []
 
     # ------------------------------------------------------------ detector API
     def advance(self, now_us: int) -> None:
-        """Close every bin that ended at or before now_us."""
+        """Close every bin that ended at or before now_us (a data gap past max_quiet_s is skipped)."""
+        quiet_us = int(self.config.max_quiet_s * 1_000_000)
         while self.bin_start is not None and self.bin_start + self.bin_us <= now_us:
+            if self.bin_start - self.last_input_us >= quiet_us:
+                self.bin_start = max(self.bin_start, (now_us // self.bin_us) * self.bin_us)
+                break
             self._close(self.bin_start)
             self.bin_start += self.bin_us
 
@@ -200,6 +208,7 @@ class OutageDetector:
         if self.bin_start is None:
             self.bin_start = start
         self.advance(start)
+        self.last_input_us = tick.start_us
         self.signals.add(tick.flows, tick.probes)
 
     def finish(self, end_us: int, close_open: bool) -> None:
