@@ -206,6 +206,8 @@ def test_request_limits(client: TestClient) -> None:
     assert r.status_code == 413
     r = client.get("/attacks", params={"target": "1" * 5000})
     assert r.status_code == 414 and "URL" in r.json()["error"]
+    r = client.post("/attacks", headers={"content-length": "lots"}, content=b"")
+    assert r.status_code == 400 and "Content-Length" in r.json()["error"]
 
 
 def test_changes_need_the_token(db: str, tmp_path: Path) -> None:

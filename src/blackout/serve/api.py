@@ -139,9 +139,12 @@ def create_app(
     async def limits(request: Request, call_next: Any) -> Response:
         """Refuse oversized requests before any work; count answers by status class for /metrics."""
         url = request.url.path + "?" + (request.url.query or "")
+        length = request.headers.get("content-length") or "0"
         if len(url) > MAX_URL:
             response: Response = _error(414, f"URL longer than {MAX_URL} characters: narrow the query")
-        elif int(request.headers.get("content-length") or 0) > MAX_BODY:
+        elif not length.isdigit():
+            response = _error(400, f"Content-Length {length[:20]!r} is not a number of bytes")
+        elif int(length) > MAX_BODY:
             response = _error(413, f"request body over {MAX_BODY} bytes: send less")
         elif request.headers.get("transfer-encoding", "").lower() == "chunked":
             response = _error(411, "chunked request bodies are not accepted: send a Content-Length")
@@ -157,6 +160,10 @@ def create_app(
     @app.exception_handler(StoreError)
     async def on_store_error(_request: Request, exc: StoreError) -> JSONResponse:
         return _error(503, str(exc))
+
+    @app.exception_handler(duckdb.Error)
+    async def on_store_query(_request: Request, exc: duckdb.Error) -> JSONResponse:
+        return _error(503, f"the store could not answer (written by another blackout version?): {exc}")
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
