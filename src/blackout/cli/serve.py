@@ -1,10 +1,10 @@
 """`blackout serve`: the REST API and the web dashboard over the store, with uvicorn.
 
 Reads are open; endpoints that change the store need ``--token``.  Binding an
-address other than loopback without a token is refused: the store would be
-writable by the network otherwise... and readable by it, which is a choice to
-make on purpose.  SIGTERM or Ctrl-C stops cleanly (exit 0).  `replay` and
-`collect` may write the same store meanwhile (see blackout.serve.reader).
+address other than loopback without a token is refused (exit 2): exposing the
+store to the network is a choice to make on purpose, with a token.  SIGTERM or
+Ctrl-C stops cleanly (exit 0).  `replay` and `collect` may write the same
+store meanwhile (see blackout.serve.reader).
 """
 
 from __future__ import annotations
