@@ -157,6 +157,8 @@ def test_alerts_recomputed_from_signals(client: TestClient) -> None:
     alerts = client.get("/outages/alerts", params={"entityType": "country", "entityCode": "KP"}).json()["data"]
     assert [(a["time"], a["level"]) for a in alerts] == [(KP_START // US, "critical"), (KP_END // US, "normal")]
     assert alerts[0]["value"] == 0 and alerts[0]["historyValue"] > 0
+    other = {"entityType": "country", "entityCode": "KP", "datasource": "ping-slash24"}
+    assert client.get("/outages/alerts", params=other).json()["data"] == []  # no probing stored
     r = client.get("/outages/alerts", params={"entityType": "planet", "entityCode": "earth"})
     assert r.status_code == 400 and "entityType" in r.json()["error"]
 
@@ -177,6 +179,8 @@ def test_signals_raw_and_normalised(client: TestClient, db: str) -> None:
     assert coarse["step"] % 60 == 0 and len(coarse["values"]) <= 100 and coarse["nativeStep"] == 60
     dark = client.get("/signals/raw/country/KP", params={"from": KP_START // US, "until": KP_END // US}).json()
     assert set(dark["data"][0]["values"]) == {0.0}
+    assert client.get("/signals/raw/country/KP", params={"datasource": "bgp"}).json()["data"][0]["signal"] == "bgp"
+    assert client.get("/signals/raw/country/KP", params={"datasource": "flows"}).json()["data"] == []
     assert client.get("/signals/raw/country/KPX").status_code == 404
     r = client.get("/signals/raw/galaxy/KP")
     assert r.status_code == 400 and "'country', 'asn' or 'prefix'" in r.json()["error"]

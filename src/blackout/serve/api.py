@@ -77,6 +77,10 @@ Limit = Annotated[
     int | None, Query(ge=1, le=MAX_LIMIT, description=f"page size (default {DEFAULT_LIMIT}, at most {MAX_LIMIT})")
 ]
 Offset = Annotated[int | None, Query(ge=0, description="events to skip (default 0)")]
+Datasource = Annotated[
+    Literal["bgp", "ping-slash24", "flows"] | None,
+    Query(description="IODA's datasource: bgp, ping-slash24 (probing) or flows (traffic)"),
+]
 
 
 def _store(request: Request) -> Iterator[ReadOnlyStore]:
@@ -217,6 +221,7 @@ def create_app(
         from_: From = None,
         until: Until = None,
         signal: str | None = None,
+        datasource: Datasource = None,
         normalised: bool = False,
         maxPoints: Annotated[int, Query(ge=10, le=20000)] = 2000,
     ) -> dict[str, Any]:
@@ -224,7 +229,7 @@ def create_app(
         kind = entity_type(entity_type_)
         code = entity_code(kind, entity)
         window = Window.parse(from_, until)
-        data = series.signals_raw(st, names, kind, code, window, signal, normalised, maxPoints)
+        data = series.signals_raw(st, names, kind, code, window, signal, normalised, maxPoints, datasource)
         return {"entity": names.entity(kind, code), "data": data}
 
     @api.get("/outages/alerts", tags=["outages"])
@@ -235,11 +240,12 @@ def create_app(
         from_: From = None,
         until: Until = None,
         signal: str | None = None,
+        datasource: Datasource = None,
     ) -> dict[str, Any]:
         """Level transitions of the entity's signals under IODA's rule, recomputed from stored signals."""
         kind = entity_type(entityType)
         code = entity_code(kind, entityCode)
-        return {"data": series.alerts(st, names, kind, code, Window.parse(from_, until), signal)}
+        return {"data": series.alerts(st, names, kind, code, Window.parse(from_, until), signal, datasource)}
 
     def _outages(st: ReadOnlyStore, f: OutageFilter) -> list[dict[str, Any]]:
         return query.outages(st, f.window, f.entity_type, f.entity)

@@ -76,11 +76,14 @@ def signals_raw(
     signal: str | None = None,
     normalised: bool = False,
     max_points: int = 2000,
+    datasource: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One entry per signal of the entity (IODA's /signals/raw)."""
+    """One entry per signal of the entity (IODA's /signals/raw), optionally of one IODA datasource."""
     out = []
     entity = names.entity(kind, code)
     for name, (ts, vals) in _load(store, kind, code, window, signal).items():
+        if datasource and DATASOURCE.get(family(name), name) != datasource:
+            continue
         native = native_step(ts)
         start = window.from_us if window.from_us is not None else int(ts[0])
         start -= start % native
@@ -118,14 +121,20 @@ def signals_raw(
 
 
 def alerts(
-    store: ReadOnlyStore, names: Names, kind: str, code: str, window: Window, signal: str | None = None
+    store: ReadOnlyStore,
+    names: Names,
+    kind: str,
+    code: str,
+    window: Window,
+    signal: str | None = None,
+    datasource: str | None = None,
 ) -> list[dict[str, Any]]:
     """IODA alerts (level transitions) of one entity, recomputed from its stored signals."""
     longest = max(r.window_s for r in RULES.values())
     history = Window(None if window.from_us is None else window.from_us - int(longest * US), window.until_us)
     out = []
     for name, (ts, vals) in _load(store, kind, code, history, signal).items():
-        if signal is None and name not in DETECTED:
+        if (signal is None and name not in DETECTED) or (datasource and DATASOURCE[family(name)] != datasource):
             continue
         rule = RULES[family(name)]
         step = native_step(ts)
