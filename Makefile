@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := bgpdump tshark nfdump softflowd pmacct exabgp gobgpd frr
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench fuzz install install-test apt clean
+.PHONY: run test lint bench fuzz soak install install-test apt clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,fuzz]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -49,6 +49,15 @@ test: install-test apt lint
 ## bench: every benchmark in bench/, each printing its rival's timing and the ratio
 bench: install-test apt
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+## fuzz: every decoder and the config loader under atheris, 1M inputs each or FUZZ_SECONDS per target
+FUZZ_SECONDS ?= 3600
+fuzz: install-test
+	$(BIN)/python fuzz/run.py --runs 1000000 --seconds $(FUZZ_SECONDS) --jobs 2
+
+## soak: 10 minutes of collector ingest at half its measured maximum; fails on RSS or tick latency growth > 10 %
+soak: install-test apt
+	$(BIN)/python bench/soak.py --seconds 600
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

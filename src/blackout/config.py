@@ -48,6 +48,8 @@ class Config:
                 raise ConfigError(f"{path}: cannot read configuration: {exc.strerror or exc}") from exc
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+            except UnicodeDecodeError as exc:  # TOML is UTF-8; found by fuzz/harness.py config
+                raise ConfigError(f"{path}: not valid TOML: not UTF-8 at byte {exc.start}") from exc
             for section, body in raw.items():
                 if not isinstance(body, dict):
                     raise ConfigError(f"{path}: top-level key {section!r} must be a [section]")
