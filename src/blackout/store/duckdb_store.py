@@ -77,8 +77,8 @@ class DuckDBStore:
 
     def _migrate(self) -> None:
         self.con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        version = int(row[0]) if row else 0
+        rows = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+        version = int(rows[0][0]) if rows else 0
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"store {self.path} has schema version {version}, newer than this blackout's "
@@ -92,8 +92,8 @@ class DuckDBStore:
     @property
     def schema_version(self) -> int:
         """The schema version written in the file."""
-        row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        return int(row[0]) if row else 0
+        rows = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+        return int(rows[0][0]) if rows else 0
 
     # ---------------------------------------------------------------- write
     def upsert(self, batch: dict[str, Any]) -> None:
@@ -159,8 +159,7 @@ class DuckDBStore:
         """Records, packets and bytes of the kept flows (as exported, not scaled by sampling)."""
         if not self._has_flows:
             return {"flows": 0, "packets": 0, "bytes": 0}
-        row = self.con.execute("SELECT count(*), sum(packets), sum(bytes) FROM flows").fetchone()
-        assert row is not None
+        row = self.con.execute("SELECT count(*), sum(packets), sum(bytes) FROM flows").fetchall()[0]
         return {"flows": int(row[0]), "packets": int(row[1] or 0), "bytes": int(row[2] or 0)}
 
     # ----------------------------------------------------------------- read
@@ -174,8 +173,7 @@ class DuckDBStore:
 
     def count(self, table: str) -> int:
         """Number of stored events in one table."""
-        row = self.con.execute(f"SELECT count(*) FROM {table}").fetchone()
-        return int(row[0]) if row else 0
+        return int(self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
 
     def close(self) -> None:
         """Flush and close the file."""
