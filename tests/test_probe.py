@@ -18,10 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from blackout.config import Config
 from blackout.detect.outage import outage_detectors
 from blackout.engine import Engine, EngineConfig, Source
+from blackout.errors import ConfigError
 from blackout.model import Kind
 from blackout.probe import BELIEF_DOWN, Blocks, Pacer, ProbeConfig, Prober, Targets, TcpPinger, availability, update
 from blackout.probe.icmp import IcmpPinger, echo_requests
@@ -92,6 +95,16 @@ def test_targets_parse() -> None:
     assert (t.census << 8).tolist() == [ip4("10.77.1.0"), ip4("10.77.4.0"), ip4("10.77.5.0")]
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=24), max_size=4))
+def test_targets_parse_fuzz(items: list[str]) -> None:
+    try:
+        t = Targets.parse(items)
+    except ConfigError:
+        return
+    assert t.addrs.dtype == np.uint32 and t.census.dtype == np.uint32
+
+
 # ------------------------------------------------------------------ real sockets on loopback
 def test_icmp_wave_and_rate_on_loopback() -> None:
     pinger = IcmpPinger(Pacer(200.0), "raw")  # the kernel only answers requests whose checksum is right
@@ -105,6 +118,22 @@ def test_icmp_wave_and_rate_on_loopback() -> None:
     assert answered.all() and np.isfinite(rtt).all() and (rtt < 1000).all()
     assert took >= 39 / 200.0 * 0.95  # the global rate limit paced the sends
     assert (np.diff(sent_us) >= 0).all()
+
+
+def test_unprivileged_datagram_socket_in_namespace(hosts: Namespace) -> None:
+    """The SOCK_DGRAM path, where ping_group_range allows it (set only inside the test's namespace)."""
+    subprocess.run(
+        ["ip", "netns", "exec", hosts.ns, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"], check=True
+    )
+    code = (
+        "import numpy as np; from blackout.probe.icmp import IcmpPinger, Pacer\n"
+        "p = IcmpPinger(Pacer(100.0), 'dgram'); a, r, _ = p.wave(np.array([0x7F000001, 0x7F000002], np.uint32), 1.0)\n"
+        "print(p.raw, a.tolist(), bool(np.isfinite(r).all()))"
+    )
+    got = subprocess.run(
+        ["ip", "netns", "exec", hosts.ns, sys.executable, "-c", code], capture_output=True, text=True, timeout=30
+    )
+    assert got.stdout.split() == ["False", "[True,", "True]", "True"], got.stderr
 
 
 def test_echo_checksum_by_hand() -> None:
@@ -214,7 +243,8 @@ def hosts() -> Iterator[Namespace]:
         space.down()
 
 
-def test_tcp_and_icmp_waves_in_namespace(hosts: Namespace) -> None:
+def test_tcp_and_icmp_waves_in_namespace(hosts: Namespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("blackout.probe.icmp.CONNECTIONS", 3)  # two chunks of TCP connections
     targets = np.array([ip4(h) for h in hosts.hosts] + [ip4(f"10.77.{hosts.n}.200")], np.uint32)
     for pinger in (TcpPinger(Pacer(500.0), port=9), IcmpPinger(Pacer(500.0), "auto")):
         try:

@@ -31,6 +31,7 @@ from ..errors import BlackoutError
 
 ECHO_REQUEST, ECHO_REPLY = 8, 0
 PAYLOAD = b"blackout"  # 8 bytes: the request is 16 bytes, an even length for the checksum
+CONNECTIONS = 256  # TCP probes in flight at once
 Wave = tuple[np.ndarray, np.ndarray, np.ndarray]  # answered, rtt_ms, sent_us
 
 
@@ -173,7 +174,15 @@ class TcpPinger:
         pass
 
     def wave(self, targets: np.ndarray, timeout_s: float) -> Wave:
-        """Open a connection to each target (uint32 IPv4) and wait for the outcome up to the timeout."""
+        """Open a connection to each target (uint32 IPv4) and wait for the outcome up to the timeout,
+        ``CONNECTIONS`` at a time (one file descriptor each)."""
+        parts = [self._chunk(targets[i : i + CONNECTIONS], timeout_s) for i in range(0, len(targets), CONNECTIONS)]
+        if not parts:
+            return np.zeros(0, bool), np.zeros(0), np.zeros(0, np.int64)
+        answered, rtt, sent_us = zip(*parts, strict=True)
+        return np.concatenate(answered), np.concatenate(rtt), np.concatenate(sent_us)
+
+    def _chunk(self, targets: np.ndarray, timeout_s: float) -> Wave:
         n = len(targets)
         answered, rtt = np.zeros(n, bool), np.full(n, np.nan)
         sent_ns = np.zeros(n, np.int64)

@@ -152,8 +152,8 @@ class Prober:
         self.blocks.set_addresses(np.concatenate([self.blocks.addrs, found]))
         self.census = np.zeros(0, np.uint32)  # blocks with no answer stay unmeasurable (Trinocular's rule)
         if len(found):
-            idx = np.searchsorted(self.blocks.blocks, found >> np.uint32(8))
-            self.blocks.observe(idx, np.ones(len(found), bool))
+            idx, npos = np.unique(np.searchsorted(self.blocks.blocks, found >> np.uint32(8)), return_counts=True)
+            self.blocks.count(idx, npos.astype(np.float64), np.zeros(len(idx)))
             yield self._rows(found, answered[answered], rtt[answered], sent_us[answered])
 
     def _rows(self, targets: np.ndarray, answered: np.ndarray, rtt: np.ndarray, sent_us: np.ndarray) -> pa.RecordBatch:

@@ -84,6 +84,7 @@ class Blocks:
         self.cursor = np.zeros(0, np.int64)  # next address of E(b) to probe (round robin)
         self.sent = np.zeros(0, np.int64)  # probes this round
         self.active = np.zeros(0, bool)  # still probing this round
+        self.queue = np.zeros(0, np.int64)  # blocks that may probe in the next wave
 
     def __len__(self) -> int:
         return len(self.blocks)
@@ -113,10 +114,12 @@ class Blocks:
         """Every block with addresses gets (at least) one probe this round."""
         self.sent[:] = 0
         self.active = np.diff(self.offsets) > 0
+        self.queue = np.flatnonzero(self.active)
 
     def wave(self, budget: int) -> tuple[np.ndarray, np.ndarray]:
-        """(block index, target address) of the next probe of up to ``budget`` active blocks."""
-        idx = np.flatnonzero(self.active & (self.sent < self.max_probes))[: max(0, budget)]
+        """(block index, target address) of the next probe of up to ``budget`` active blocks (each once)."""
+        cand = self.queue[self.active[self.queue] & (self.sent[self.queue] < self.max_probes)]
+        idx, self.queue = cand[: max(0, budget)], cand[max(0, budget) :]
         size = self.offsets[idx + 1] - self.offsets[idx]
         targets = self.addrs[self.offsets[idx] + self.cursor[idx] % size]
         self.cursor[idx] += 1
@@ -124,17 +127,24 @@ class Blocks:
         return idx, targets
 
     def observe(self, idx: np.ndarray, positive: np.ndarray) -> None:
-        """Results of one wave (at most one per block): Bayes update; decide who probes again."""
-        n = len(self.blocks)
-        npos = np.bincount(idx, weights=positive.astype(np.float64), minlength=n)
-        nneg = np.bincount(idx, weights=(~positive).astype(np.float64), minlength=n)
-        self.belief = update(self.belief, availability(self.answers, self.results, self.eps), npos, nneg, self.eps)
-        up = self.belief > BELIEF_UP
-        self.answers += np.where(up, npos, 0.0)
-        self.results += np.where(up, npos + nneg, 0.0)
+        """Results of one wave (one per block, as :meth:`wave` hands out): Bayes update; decide who
+        probes again.  Only the probed blocks are touched, so late waves over few blocks cost little."""
+        self.count(idx, positive.astype(np.float64), (~positive).astype(np.float64))
+        up = self.belief[idx] > BELIEF_UP
         # a result agreeing with a certain belief ends the block's round; anything else probes again
-        settled = (positive & up[idx]) | (~positive & (self.belief[idx] < BELIEF_DOWN))
+        settled = (positive & up) | (~positive & (self.belief[idx] < BELIEF_DOWN))
         self.active[idx] = ~settled & (self.sent[idx] < self.max_probes)
+        self.queue = np.concatenate([self.queue, idx[self.active[idx]]])
+
+    def count(self, idx: np.ndarray, npos: np.ndarray, nneg: np.ndarray) -> None:
+        """Bayes update of blocks ``idx`` (distinct) by their answers and silences; while a block is up
+        its results also teach its availability."""
+        avail = availability(self.answers[idx], self.results[idx], self.eps)
+        belief = update(self.belief[idx], avail, npos, nneg, self.eps)
+        self.belief[idx] = belief
+        up = belief > BELIEF_UP
+        self.answers[idx] += np.where(up, npos, 0.0)
+        self.results[idx] += np.where(up, npos + nneg, 0.0)
 
     def states(self) -> np.ndarray:
         """Per block: 1 up (belief > 0.9), 0 down (< 0.1), 0.5 uncertain."""
