@@ -257,7 +257,7 @@ def test_tcp_and_icmp_waves_in_namespace(hosts: Namespace, monkeypatch: pytest.M
 
 def test_link_down_opens_outage_within_a_round(hosts: Namespace) -> None:
     round_s, down_at, up_at, rounds = 2.0, 5, 8, 11
-    cfg = ProbeConfig(round_s=round_s, timeout_s=0.25, rate_pps=2000.0, max_probes=14)
+    cfg = ProbeConfig(round_s=round_s, timeout_s=0.4, rate_pps=2000.0, max_probes=14)
     prober = Prober(Targets.parse([hosts.prefix]), cfg, name="test")
     marks: dict[str, int] = {}
 
