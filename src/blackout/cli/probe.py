@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from ..config import Config
 from ..engine import Engine, EngineConfig, Source
 from ..model import Kind
 from ..pipeline import build_detectors
@@ -25,7 +26,7 @@ from ..probe import BELIEF_DOWN, ProbeConfig, Prober, Targets
 from ..serve.alerts import router_for
 from ..store import DEFAULT_PATH, open_store
 from .collect import _install_signals
-from .common import add_config_args, load_config
+from .common import add_config_args
 
 HELP = "probe /24 blocks (ICMP echo or TCP) Trinocular-style and detect outages live into the store"
 EPILOG = """examples:
@@ -72,7 +73,8 @@ def probe_config(args: argparse.Namespace, base: ProbeConfig) -> ProbeConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args)
+    # the prober's heartbeat is exact (nothing in flight between batches): no lateness to wait for
+    config = Config.load(args.config, args.overrides, base={"engine": {"lateness_s": 0.0}})
     items = list(args.targets) + (Targets.read(args.targets_file) if args.targets_file else [])
     if not items:
         print("blackout probe: give at least one TARGET (a /24 prefix or an address)", file=sys.stderr)
