@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 
 import pyarrow as pa
 
@@ -18,11 +19,13 @@ from .config import Config
 from .detect.base import Detector
 from .detect.ddos import DdosDetector
 from .detect.ddos_config import DdosConfig
-from .detect.outage import outage_detectors
+from .detect.outage import OutageDetector, outage_detectors
 from .engine import Engine, EngineConfig, RunStats, Source
 from .enrich.enricher import EnrichConfig, RoutingEnricher
 from .enrich.routing import RoutingConfig, RoutingState
 from .errors import BlackoutError
+from .explain.attributor import AttackTap, Attributor
+from .explain.verdict import VerdictConfig
 from .model import Kind
 from .serve.alerts import router_for
 from .sources import FILE_DECODERS, DecodeContext, detect_format, read_input
@@ -87,12 +90,16 @@ def build_detectors(config: Config) -> list[Detector]:
 
     Order matters: the routing tracker applies each tick's route elements first,
     so the DDoS detector's enrichment (prefix, origin AS, country of addresses) and
-    the outage detector's BGP signal see the routing of that very tick.
+    the outage detector's BGP signal see the routing of that very tick.  The outage
+    detector is wrapped by the attributor, which fills each outage's verdict from the
+    attacks the tap passed through and the watched entities' route history.
     """
     state = RoutingState(config.section("routing", RoutingConfig))
     enricher = RoutingEnricher.from_config(config.section("enrich", EnrichConfig), state)
     tracker, outage = outage_detectors(config, enricher)
-    return [tracker, DdosDetector(config.section("ddos", DdosConfig), enricher), outage]
+    assert isinstance(outage, OutageDetector)
+    attacks = AttackTap(DdosDetector(config.section("ddos", DdosConfig), enricher))
+    return [tracker, attacks, Attributor(outage, attacks, enricher, config.section("explain", VerdictConfig))]
 
 
 def flow_keeper(store: DuckDBStore) -> Callable[[Source, pa.RecordBatch], None]:
@@ -105,23 +112,45 @@ def flow_keeper(store: DuckDBStore) -> Callable[[Source, pa.RecordBatch], None]:
     return keep
 
 
+def until_stopped(
+    batches: Iterable[pa.RecordBatch], stop: threading.Event, cut: list[bool]
+) -> Iterator[pa.RecordBatch]:
+    """The batches until `stop` is set (a signal): the source then ends early and says so in `cut`."""
+    for batch in batches:
+        if stop.is_set():
+            cut.append(True)
+            return
+        yield batch
+
+
 def replay(
     paths: list[str],
     store: DuckDBStore | None,
     config: Config,
     fmt: str = "auto",
     on_file_done: Callable[[str, int], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> tuple[RunStats, Inputs]:
-    """Replay files through the engine into the store; return what ran and what failed."""
+    """Replay files through the engine into the store; return what ran and what failed.
+
+    When `stop` is set mid-run (SIGTERM/Ctrl-C) no more batches are pulled, the
+    ticks already read are released and stored, and events still open stay open
+    (close_open=False, as when `collect` stops): the input was not read to its end,
+    so an end time would be invented.  Replaying the same files again completes
+    them under the same deterministic ids.
+    """
     engine_config = config.section("engine", EngineConfig)
     inputs = Inputs(DecodeContext(batch_size=engine_config.batch_size), on_file_done=on_file_done)
     sources = inputs.open(paths, fmt)
+    cut: list[bool] = []
+    if stop is not None:
+        sources = [dataclasses.replace(s, batches=until_stopped(s.batches, stop, cut)) for s in sources]
     keep = store is not None and config.section("store", StoreConfig).keep_flows
     on_batch = flow_keeper(store) if keep and store is not None else None
     router = router_for(config, store.upsert if store else None)  # store, then alerts and mitigation
     engine = Engine(build_detectors(config), router, engine_config, on_batch=on_batch)
     try:
-        stats = engine.run(sources, close_open=True)
+        stats = engine.run(sources, close_open=not cut)
     finally:
         router.close()
     return stats, inputs
