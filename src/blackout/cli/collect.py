@@ -21,6 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..collect.afpacket import AfPacketCollector
 from ..collect.bmp import BmpCollector
 from ..collect.udp import Listener, UdpCollector, kernel_drops
 from ..engine import Engine, EngineConfig, Source
@@ -64,6 +65,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="PORT",
         help="TCP port where routers connect with BMP (RFC 7854) (repeatable)",
     )
+    p.add_argument(
+        "--interface",
+        action="append",
+        default=[],
+        metavar="IFACE",
+        help="capture every packet on this interface (AF_PACKET, e.g. a mirror port) (repeatable); "
+        "packets arrive in order, so --set engine.lateness_s=0 lets attacks show within a tick",
+    )
     p.add_argument("--bind", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--stats-interval", type=float, default=10.0, help="seconds between status lines (default 10)")
@@ -78,9 +87,10 @@ def run(args: argparse.Namespace) -> int:
     for family in ("netflow", "ipfix", "sflow"):
         for port in getattr(args, family):
             ports.setdefault(port, []).append(family)
-    if not ports and not args.bmp:
+    if not ports and not args.bmp and not args.interface:
         print(
-            "blackout collect: give at least one of --netflow PORT, --ipfix PORT, --sflow PORT, --bmp PORT",
+            "blackout collect: give at least one of --netflow PORT, --ipfix PORT, --sflow PORT, --bmp PORT,"
+            " --interface IFACE",
             file=sys.stderr,
         )
         return 2
@@ -89,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
     ctx = DecodeContext(batch_size=engine_config.batch_size)
     udp = UdpCollector([Listener(p, f, args.bind) for p, f in ports.items()], ctx) if ports else None
     bmps = [BmpCollector(port, ctx, args.bind) for port in args.bmp]
-    stops = ([udp.stop] if udp else []) + [b.stop for b in bmps]
+    cap = AfPacketCollector(args.interface, ctx) if args.interface else None
+    stops = ([udp.stop] if udp else []) + [b.stop for b in bmps] + ([cap.stop] if cap else [])
     store = store_for(args)
     router = router_for(config, store.upsert)  # the store, then alerts and mitigation ([alerts], [mitigation])
     _install_signals(stops)
@@ -97,9 +108,12 @@ def run(args: argparse.Namespace) -> int:
         udp.start()
     for b in bmps:
         b.start()
+    if cap:
+        cap.start()
     started = time.monotonic()
     last = [started]
     where = (f" UDP {udp.ports}" if udp else "") + (f" BMP (TCP) {[b.port for b in bmps]}" if bmps else "")
+    where += f" interfaces {args.interface}" if cap else ""
     print(f"blackout collect: listening on {args.bind}{where} -> {args.db}", file=sys.stderr)
 
     def watched(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -110,13 +124,14 @@ def run(args: argparse.Namespace) -> int:
                 for stop in stops:
                     stop.set()
             if now - last[0] >= args.stats_interval:
-                _print(status(udp, bmps, ctx), args.json)
+                _print(status(udp, bmps, ctx, cap), args.json)
                 last[0] = now
 
     def heartbeat() -> int:
         return time.time_ns() // 1000
 
     sources = [Source("udp", Kind.FLOW, watched(udp.batches()), heartbeat=heartbeat)] if udp else []
+    sources += [Source("afpacket", Kind.FLOW, watched(cap.batches()), heartbeat=cap.heartbeat)] if cap else []
     sources += [Source(f"bmp:{b.port}", Kind.ROUTE, watched(b.batches()), heartbeat=heartbeat) for b in bmps]
     keep = flow_keeper(store) if config.section("store", StoreConfig).keep_flows else None
     engine = Engine(build_detectors(config), router, engine_config, on_batch=keep)
@@ -128,8 +143,10 @@ def run(args: argparse.Namespace) -> int:
             udp.close()
         for b in bmps:
             b.close()
+        if cap:
+            cap.close()
         router.close()
-        report = status(udp, bmps, ctx)
+        report = status(udp, bmps, ctx, cap)
         report["alerts"] = router.stats()
         report["records"] = stats.records if stats else {}
         report["late_records"] = stats.late if stats else 0  # e.g. a BMP table dump's old route times
@@ -140,19 +157,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def status(udp: UdpCollector | None, bmps: list[BmpCollector], ctx: DecodeContext) -> dict[str, Any]:
-    """Per exporter (and BMP router) counters, per UDP port kernel drops, open BMP sessions."""
+def status(
+    udp: UdpCollector | None, bmps: list[BmpCollector], ctx: DecodeContext, cap: AfPacketCollector | None = None
+) -> dict[str, Any]:
+    """Per exporter (and BMP router) counters, per UDP port kernel drops, open BMP sessions, per interface frames."""
     exporters: dict[str, dict[str, int]] = {}
     for (exporter, what), n in sorted(ctx.counters.items()):
         exporters.setdefault(exporter, {})[what] = n
     drops = kernel_drops(udp.ports) if udp else {}
-    return {
+    out = {
         "exporters": exporters,
         "kernel_drops": {str(p): n for p, n in drops.items()},
         "unrecognised_datagrams": udp.unknown if udp else 0,
         "bmp_sessions": {str(b.port): len(b.sessions) for b in bmps},
         "skipped": ctx.errors.by_reason(),
     }
+    if cap:
+        out["interfaces"] = cap.stats()  # frames received, and seen / dropped by the kernel (PACKET_STATISTICS)
+    return out
 
 
 def _print(report: dict[str, Any], as_json: bool) -> None:

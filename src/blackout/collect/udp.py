@@ -53,17 +53,22 @@ def open_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if hasattr(socket, "SO_REUSEPORT"):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    grow_rcvbuf(sock, RCVBUF)
+    sock.bind((host, port))
+    sock.settimeout(0.1)
+    return sock
+
+
+def grow_rcvbuf(sock: socket.socket, size: int) -> None:
+    """Ask for a size-byte receive buffer: past net.core.rmem_max when allowed (SO_RCVBUFFORCE), else capped."""
     for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
         if option is None:
             continue
         try:
-            sock.setsockopt(socket.SOL_SOCKET, option, RCVBUF)
-            break
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+            return
         except OSError:
             continue
-    sock.bind((host, port))
-    sock.settimeout(0.1)
-    return sock
 
 
 class UdpCollector:

@@ -1,0 +1,276 @@
+"""Live packet capture on network interfaces (AF_PACKET) → the same frame kernel and engine as pcap replay.
+
+One receiver thread per interface does nothing but ``recv_into`` a large
+preallocated buffer (offsets, lengths and arrival times go into preallocated
+numpy arrays: no Python object is kept per frame), so the kernel's socket
+buffer drains as fast as Python can; every ``flush_s`` (or when the chunk is
+full) the chunk goes to a queue.  The engine's thread decodes whole chunks
+with the pcap decoder's numba frame kernel into 1-packet flows, exactly as a
+capture file of the same frames would decode (exporter ``afpacket:IFACE``).
+The heartbeat is the start of the chunk being filled, so a tick is released
+~flush_s after it ends (``engine.lateness_s = 0``: frames arrive in order).
+
+Timestamps are the arrival wall clock read after each ``recv``, the clock the
+heartbeat follows (``SO_TIMESTAMPNS`` would need ``recvmsg`` and an ancillary
+object per frame).  Capacity, measured (``bench/bench_fastnetmon.py``): no
+drop at the attack captures' rates (up to ~22k frames/s), but at tcpreplay's
+top speed (~150k frames/s) about half the frames are dropped by the kernel
+(counted) where FastNetMon's PACKET_MMAP ring keeps up: a TPACKET_V3 ring is
+the way up for a busy mirror port.
+
+The socket is opened with protocol 0 and bound to the interface with
+ETH_P_ALL, so no frame of another interface slips in before the bind;
+``PACKET_IGNORE_OUTGOING`` keeps the host's own transmissions out (a mirror
+port only receives).  Frames the kernel dropped because the buffer was full
+are read from ``PACKET_STATISTICS`` and reported per interface.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import queue
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from ..model import FLOW_SCHEMA, empty
+from ..sources import DecodeContext
+from ..sources.pcap import _Chunk, _flows, _rebatch
+from .udp import grow_rcvbuf
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+PACKET_IGNORE_OUTGOING = 23
+RCVBUF = 64 << 20
+SNAP = 65536  # room per frame: GRO can hand a packet socket up to 64 KiB
+# ARPHRD_* hardware type → pcap link type of the frames a SOCK_RAW packet socket reads there
+LINK_OF_HATYPE = {1: 1, 772: 1, 65534: 101}  # Ethernet, loopback (Ethernet headers), tun/none (raw IP)
+
+
+@dataclasses.dataclass
+class Frames:
+    """Frames received on one interface since its last hand-over (buf holds them back to back)."""
+
+    iface: str
+    buf: np.ndarray
+    off: np.ndarray
+    cap: np.ndarray
+    orig: np.ndarray
+    ts: np.ndarray
+    first: int  # ordinal of the first frame on this interface (error offsets)
+
+
+@dataclasses.dataclass
+class Interface:
+    """One capturing socket and what it has counted."""
+
+    name: str
+    sock: socket.socket
+    index: int
+    link: int
+    packets: int = 0
+    kernel_packets: int = 0
+    kernel_drops: int = 0
+    chunk_us: int = 0  # wall clock when the chunk being filled began: every earlier frame is in the queue
+
+
+def open_socket(iface: str) -> socket.socket:
+    """A packet socket bound to iface with every protocol and the largest receive buffer granted."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        grow_rcvbuf(sock, RCVBUF)
+        with contextlib.suppress(OSError):  # kernels before 4.20: outgoing frames are captured too
+            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        sock.bind((iface, ETH_P_ALL))  # CPython puts the protocol in network order
+        sock.setblocking(False)  # recv without a poll per frame; select() only when the queue is empty
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class AfPacketCollector:
+    """Captures on every interface until stopped, and yields decoded 1-packet flow batches."""
+
+    def __init__(
+        self,
+        interfaces: list[str],
+        ctx: DecodeContext,
+        flush_s: float = 0.02,
+        chunk_bytes: int = 32 << 20,
+        chunk_frames: int = 65536,
+    ) -> None:
+        self.ctx = ctx
+        self.flush_s = flush_s
+        self.chunk_bytes = max(chunk_bytes, 2 * SNAP)
+        self.chunk_frames = max(1, chunk_frames)
+        self.stop = threading.Event()
+        self.chunks: queue.Queue[Frames] = queue.Queue(maxsize=1024)
+        self.interfaces: list[Interface] = []
+        self.beat_us = 0
+        try:
+            for name in interfaces:
+                sock = open_socket(name)
+                self.interfaces.append(Interface(name, sock, socket.if_nametoindex(name), _link(sock)))
+        except BaseException:
+            self.close()
+            raise
+        _warm()
+        self.threads = [
+            threading.Thread(target=self._receive, args=(i,), name=f"afpacket:{i.name}", daemon=True)
+            for i in self.interfaces
+        ]
+
+    def start(self) -> None:
+        """Start the receiver threads."""
+        for thread in self.threads:
+            thread.start()
+
+    def close(self) -> None:
+        """Stop capturing and close the sockets (their last kernel counters are read first)."""
+        self.stop.set()
+        for thread in getattr(self, "threads", []):
+            if thread.is_alive():
+                thread.join(timeout=2)
+        for i in self.interfaces:
+            if i.sock.fileno() >= 0:
+                self._read_stats(i)
+                i.sock.close()
+
+    def _receive(self, i: Interface) -> None:
+        first = 0
+        while not self.stop.is_set():
+            frames = self._fill(i, first)
+            if frames is None:
+                break
+            if len(frames.off):
+                self.chunks.put(frames)
+                first += len(frames.off)
+
+    def _fill(self, i: Interface, first: int) -> Frames | None:
+        """Receive until the chunk is full or flush_s passed; None once the socket is gone."""
+        buf = np.empty(self.chunk_bytes, dtype=np.uint8)
+        view = memoryview(buf)  # type: ignore[arg-type]
+        off = np.empty(self.chunk_frames, dtype=np.int64)
+        cap = np.empty(self.chunk_frames, dtype=np.int64)
+        orig = np.empty(self.chunk_frames, dtype=np.int64)
+        ts = np.empty(self.chunk_frames, dtype=np.int64)
+        n = pos = 0
+        i.chunk_us = time.time_ns() // 1000
+        limit = self.chunk_bytes - SNAP
+        deadline = time.monotonic() + self.flush_s
+        recv = i.sock.recv_into
+        gone = False
+        while n < self.chunk_frames and pos <= limit and not self.stop.is_set():
+            try:
+                size = recv(view[pos : pos + SNAP], SNAP, socket.MSG_TRUNC)
+            except BlockingIOError:
+                size = -1
+                try:
+                    select.select([i.sock], [], [], max(0.0, min(0.05, deadline - time.monotonic())))
+                except (OSError, ValueError):
+                    gone = True
+                    break
+            except OSError:
+                gone = True
+                break
+            if size >= 0:
+                got = min(size, SNAP)
+                off[n], cap[n], orig[n], ts[n] = pos, got, size, time.time_ns() // 1000
+                n += 1
+                pos += got
+            if time.monotonic() >= deadline:
+                break
+        i.packets += n
+        if n == 0 and gone:
+            return None
+        return Frames(i.name, buf[:pos], off[:n], cap[:n], orig[:n], ts[:n], first)
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """Decoded flow batches; an empty batch whenever nothing came for flush_s (a heartbeat)."""
+        by_name = {i.name: i for i in self.interfaces}
+        while not (self.stop.is_set() and self.chunks.empty()):
+            beat = min((i.chunk_us for i in self.interfaces), default=0)  # read before the queue is found empty
+            try:
+                frames = self.chunks.get(timeout=self.flush_s)
+            except queue.Empty:
+                self.beat_us = max(self.beat_us, beat)
+                yield empty(FLOW_SCHEMA)
+                continue
+            yield from self.decode(frames, by_name[frames.iface])
+
+    def heartbeat(self) -> int:
+        """Event time (µs) every frame before which has been yielded: the engine's watermark may pass it.
+
+        It is the start of the chunks still being filled, read before the queue was last found empty, so
+        it lags the wall clock by at most flush_s and ``engine.lateness_s`` can be 0 for this source.
+        """
+        return self.beat_us
+
+    def decode(self, frames: Frames, i: Interface) -> Iterator[pa.RecordBatch]:
+        """One chunk's frames through the pcap decoder's kernel: 1-packet flows, damage counted."""
+        n = len(frames.off)
+        c = _Chunk(
+            frames.ts,
+            frames.off,
+            frames.cap,
+            frames.orig,
+            np.arange(frames.first, frames.first + n, dtype=np.int64),
+            np.full(n, i.link, dtype=np.int64),
+            np.full(n, i.index, dtype=np.int64),
+        )
+        yielded = False
+        for batch in _rebatch(_flows(f"afpacket:{i.name}", frames.buf, c, self.ctx), max(1, self.ctx.batch_size)):
+            yielded = True
+            yield batch
+        if not yielded:
+            yield empty(FLOW_SCHEMA)
+
+    def _read_stats(self, i: Interface) -> None:
+        """Add the kernel's counters since the last read (reading resets them)."""
+        try:
+            raw = i.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+        except OSError:
+            return
+        packets, drops = struct.unpack("II", raw)
+        i.kernel_packets += packets
+        i.kernel_drops += drops
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per interface: frames received, frames the kernel saw and frames it dropped (buffer full)."""
+        for i in self.interfaces:
+            if i.sock.fileno() >= 0:
+                self._read_stats(i)
+        return {
+            i.name: {"packets": i.packets, "kernel_packets": i.kernel_packets, "kernel_drops": i.kernel_drops}
+            for i in self.interfaces
+        }
+
+
+# One Ethernet + IPv4 + TCP SYN frame (192.0.2.1 → 192.0.2.2, documentation addresses).
+_WARM_FRAME = bytes.fromhex(
+    "000000000002000000000001080045000028000100004006f6cfc0000201c0000202d43100500000000000000000500220000000000000"
+)
+
+
+def _warm() -> None:
+    """Decode one frame now: the kernels' first call costs ~0.4 s (numba cache load), not the first attack's."""
+    buf = np.frombuffer(_WARM_FRAME, dtype=np.uint8)
+    one = np.array([0], dtype=np.int64)
+    size = np.array([len(_WARM_FRAME)], dtype=np.int64)
+    chunk = _Chunk(one, one, size, size, one, one + 1, one)
+    _flows("warm-up", buf, chunk, DecodeContext())
+
+
+def _link(sock: socket.socket) -> int:
+    """The pcap link type of the bound interface's frames (unknown hardware: counted as an unknown link)."""
+    hatype = sock.getsockname()[3]
+    return LINK_OF_HATYPE.get(hatype, 100000 + hatype)
