@@ -67,12 +67,18 @@ class ErrorLog:
     """
 
     keep: int = 20
+    # Distinct (source, reason) keys kept: reasons name template ids, field counts..., so a garbage
+    # flood would otherwise grow this without bound (tests/test_hostile.py); the rest is counted as one.
+    max_keys: int = 4096
     counts: Counter[tuple[str, str]] = dataclasses.field(default_factory=Counter)
     examples: list[str] = dataclasses.field(default_factory=list)
 
     def add(self, source: str, reason: str, offset: int | None = None, n: int = 1) -> None:
         """Count n skipped items of one reason; remember the first few with their offset."""
-        self.counts[(source, reason)] += n
+        key = (source, reason)
+        if key not in self.counts and len(self.counts) >= self.max_keys:
+            key = ("*", "other reasons (too many distinct ones to list)")
+        self.counts[key] += n
         if len(self.examples) < self.keep:
             where = f" at offset {offset}" if offset is not None else ""
             self.examples.append(f"{source}{where}: {reason}")

@@ -164,7 +164,7 @@ def status(
     exporters: dict[str, dict[str, int]] = {}
     for (exporter, what), n in sorted(ctx.counters.items()):
         exporters.setdefault(exporter, {})[what] = n
-    drops = kernel_drops(udp.ports) if udp else {}
+    drops = (udp.drops if udp.drops is not None else kernel_drops(udp.ports)) if udp else {}
     out = {
         "exporters": exporters,
         "kernel_drops": {str(p): n for p, n in drops.items()},

@@ -36,6 +36,9 @@ from .base import DecodeContext
 from .templates import Template, TemplateError, extract_fixed, extract_variable
 
 HOLD_LIMIT = 1000  # data sets held per exporter while waiting for their template
+# Templates kept per exporter: a real one defines tens to hundreds; a spoofed flood of templates under
+# random domains and ids would otherwise grow the cache without bound (tests/test_hostile.py).
+TEMPLATE_LIMIT = 4096
 NTP_EPOCH = 2208988800
 BYTES_IDS = (1, 85, 23, 231)
 PACKETS_IDS = (2, 86, 24, 298)
@@ -50,6 +53,7 @@ class FlowState:
     """What outlives a datagram: templates, held sets, sampler tables, system init times."""
 
     templates: dict[tuple[str, int, int], Template] = dataclasses.field(default_factory=dict)
+    template_counts: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     held: dict[str, collections.deque[tuple[int, int, bytes, Meta]]] = dataclasses.field(default_factory=dict)
     held_keys: collections.Counter[tuple[str, int, int]] = dataclasses.field(default_factory=collections.Counter)
     samplers: dict[tuple[str, int], dict[int, int]] = dataclasses.field(default_factory=dict)
@@ -82,9 +86,16 @@ class SetBatch:
     def install(self, meta: Meta, tid: int, template: Template | None) -> None:
         """Add, redefine or (None) withdraw a template, then release data held for it."""
         key = (meta[0], meta[1], tid)
+        counts = self.state.template_counts
         if template is None:
-            self.state.templates.pop(key, None)
+            if self.state.templates.pop(key, None) is not None:
+                counts[key[0]] -= 1
             return
+        if key not in self.state.templates:
+            if counts[key[0]] >= TEMPLATE_LIMIT:
+                self.error(key[0], f"template refused: over {TEMPLATE_LIMIT} templates from one exporter")
+                return
+            counts[key[0]] += 1
         self.state.templates[key] = template
         if self.state.held_keys.get(key):
             self._release(key, template)
@@ -93,6 +104,7 @@ class SetBatch:
         """IPFIX withdrawal of every (options) template of one observation domain."""
         for key in [k for k, t in self.state.templates.items() if k[:2] == meta[:2] and t.options == options]:
             del self.state.templates[key]
+            self.state.template_counts[key[0]] -= 1
 
     # ------------------------------------------------------------ data sets
     def data_set(self, meta: Meta, tid: int, body: bytes) -> None:
@@ -113,7 +125,10 @@ class SetBatch:
         queue = self.state.held.setdefault(exporter, collections.deque())
         if len(queue) >= HOLD_LIMIT:
             domain, old_tid, _, _ = queue.popleft()
-            self.state.held_keys[(exporter, domain, old_tid)] -= 1
+            old = (exporter, domain, old_tid)
+            self.state.held_keys[old] -= 1
+            if self.state.held_keys[old] <= 0:
+                del self.state.held_keys[old]  # a zero left behind per key would grow without bound
             self.ctx.counters[(exporter, "held_dropped")] += 1
             self.ctx.errors.add(exporter, f"data for template {old_tid} dropped: template never arrived")
         queue.append((meta[1], tid, body, meta))
@@ -128,7 +143,7 @@ class SetBatch:
             else:
                 keep.append(item)
         self.state.held[key[0]] = keep
-        self.state.held_keys[key] = 0
+        self.state.held_keys.pop(key, None)
 
     # ------------------------------------------------------------ options data
     def _options(self, meta: Meta, template: Template, body: bytes) -> None:
