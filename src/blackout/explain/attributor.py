@@ -1,0 +1,236 @@
+"""The attributor: the outage detector wrapped so every outage record leaves with its verdict.
+
+Why a wrapper and not a detector of its own: a verdict belongs *in* the outage
+record (docs/EVENTS.md), and the engine stores what each detector drains, so
+the one place to fill it without a second, conflicting version of the record is
+the outage detector's own drain.  :func:`blackout.pipeline.build_detectors`
+places ``[tracker, AttackTap(ddos), Attributor(outage, tap)]``: the tap passes
+the DDoS detector's attack records through unchanged and keeps the latest
+version of each (the engine drains detectors in list order, so an outage sees
+every attack drained up to its own tick).
+
+What the attributor keeps that the detectors do not (all small: the watched
+entities' own prefixes only):
+
+* per entity, every route change of its prefixes (time, withdrawals,
+  announcements, prefixes withdrawn, peers) — RIB entries teach the prefixes
+  and paths but are not changes;
+* the last announced AS path and origin of each of its prefixes (so at the
+  outage the upstream is known even though the routes are gone);
+* the upstream AS's visible prefix count from the shared routing state,
+  sampled at every tick where the entity's routes changed (cached per
+  ``reach_version``);
+* the entity's traffic-in signal per bin (from the outage detector's own
+  signal rows), for surges.
+
+Verdicts are recomputed whenever the outage detector re-emits an event, from
+this history only: the same input gives the same verdict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..addr import is_v4, v4_to_u32
+from ..detect.base import Detector, Tick
+from ..detect.outage import OutageDetector
+from ..enrich.enricher import RoutingEnricher
+from ..enrich.routing import RoutingState
+from ..model import ElemType
+from .evidence import EntityHistory, RouteChange
+from .verdict import VerdictConfig, judge
+
+
+class AttackTap:
+    """A DDoS detector passed through, keeping the latest version of every attack record it drains."""
+
+    name: ClassVar[str] = "ddos"
+
+    def __init__(self, inner: Detector) -> None:
+        self.inner = inner
+        self.records: dict[str, dict[str, Any]] = {}
+
+    def advance(self, now_us: int) -> None:
+        """Delegated."""
+        self.inner.advance(now_us)
+
+    def on_tick(self, tick: Tick) -> None:
+        """Delegated."""
+        self.inner.on_tick(tick)
+
+    def finish(self, end_us: int, close_open: bool) -> None:
+        """Delegated."""
+        self.inner.finish(end_us, close_open)
+
+    def drain(self) -> dict[str, Any]:
+        """The inner detector's events, unchanged; attack records remembered by id."""
+        out = self.inner.drain()
+        for rec in out.get("attacks", []):
+            self.records[rec["id"]] = rec
+        return out
+
+
+@dataclasses.dataclass
+class _Member:
+    """Which watched entities a route element belongs to."""
+
+    label: str  # "asn:131279"
+    kind: str
+    value: str
+
+
+class Attributor:
+    """The outage detector with verdicts (see the module docstring)."""
+
+    name: ClassVar[str] = "outage"
+
+    def __init__(
+        self,
+        outage: OutageDetector,
+        attacks: AttackTap | None = None,
+        enricher: RoutingEnricher | None = None,
+        config: VerdictConfig | None = None,
+    ) -> None:
+        self.outage = outage
+        self.attacks = attacks
+        self.enricher = enricher
+        # the rules compare alert times at the outage detector's own bin width
+        self.config = dataclasses.replace(config or VerdictConfig(), bin_s=outage.config.bin_s)
+        self.routing: RoutingState | None = outage.signals.routing
+        watch = outage.signals.watch
+        self.countries = list(watch.countries)
+        self.asns = [int(a) for a in watch.asns]
+        self.prefixes = list(watch.prefixes)
+        self.pfx_lo, self.pfx_hi = watch.pfx_lo, watch.pfx_hi
+        labels = [f"country:{c}" for c in self.countries] + [f"asn:{a}" for a in self.asns]
+        labels += [f"prefix:{p}" for p in self.prefixes]
+        self.history: dict[str, EntityHistory] = {label: EntityHistory() for label in labels}
+        self._upstream_cache: dict[tuple[int, int], int] = {}
+
+    # ------------------------------------------------------------ detector API
+    def advance(self, now_us: int) -> None:
+        """Delegated."""
+        self.outage.advance(now_us)
+
+    def on_tick(self, tick: Tick) -> None:
+        """Note the watched entities' route changes (the tracker already applied them), then delegate."""
+        if tick.routes.num_rows:
+            self._observe(tick.routes, tick.start_us)
+        self.outage.on_tick(tick)
+
+    def finish(self, end_us: int, close_open: bool) -> None:
+        """Delegated."""
+        self.outage.finish(end_us, close_open)
+
+    def drain(self) -> dict[str, Any]:
+        """The outage detector's records, each with its verdict filled."""
+        out = self.outage.drain()
+        signals = out.get("signals")
+        if signals is not None:
+            self._keep_signals(signals)
+        attacks = list(self.attacks.records.values()) if self.attacks is not None else []
+        for rec in out.get("outages", []):
+            label = f"{rec['entity_type']}:{rec['entity']}"
+            hist = self.history.get(label) or EntityHistory()
+            alerts = self.outage.alerts.get(rec["id"], {})
+            rec["verdict"] = judge(rec, alerts, hist, attacks, self.config)
+        return out
+
+    # ------------------------------------------------------------ routes
+    def _observe(self, routes: pa.Table, tick_us: int) -> None:
+        v4 = is_v4(routes.column("prefix"))
+        if not v4.any():
+            return
+        rows = np.flatnonzero(v4)
+        table = routes.take(pa.array(rows))
+        net = v4_to_u32(table.column("prefix")).astype(np.uint64)
+        plen = table.column("prefix_len").to_numpy(zero_copy_only=False).astype(np.int64)
+        origin = pc.fill_null(table.column("origin_asn"), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        ends = net + (np.uint64(1) << (32 - np.clip(plen, 0, 32)).astype(np.uint64))
+        members: list[tuple[str, np.ndarray]] = []
+        for i, label in enumerate(f"prefix:{p}" for p in self.prefixes):
+            lo, hi = np.uint64(self.pfx_lo[i]), np.uint64(self.pfx_hi[i])
+            members.append((label, (net >= lo) & (ends <= hi)))
+        for a in self.asns:
+            members.append((f"asn:{a}", origin == a))
+        if self.countries and self.enricher is not None:
+            cc = self.enricher.countries(table.column("prefix"), origin.astype(np.uint32), tick_us).astype(str)
+            for c in self.countries:
+                members.append((f"country:{c}", cc == c))
+        etype = table.column("elem_type").to_numpy(zero_copy_only=False)
+        for label, mask in members:
+            hist = self.history[label]
+            known = hist.known_mask(net, plen)
+            sel = np.flatnonzero(mask | known)
+            if len(sel):
+                self._note(hist, table, sel, net, plen, origin, etype, tick_us)
+
+    def _note(
+        self,
+        hist: EntityHistory,
+        table: pa.Table,
+        sel: np.ndarray,
+        net: np.ndarray,
+        plen: np.ndarray,
+        origin: np.ndarray,
+        etype: np.ndarray,
+        tick_us: int,
+    ) -> None:
+        """Remember paths of announced routes; log the tick's withdrawals and re-announcements."""
+        paths = table.column("as_path").take(pa.array(sel)).to_pylist()
+        peers = table.column("peer_addr").take(pa.array(sel)).to_pylist()
+        withdrawn: set[str] = set()
+        w_peers: set[bytes] = set()
+        n_w = n_a = learned = 0
+        for j, row in enumerate(sel.tolist()):
+            pfx = f"{ipaddress.IPv4Address(int(net[row]))}/{int(plen[row])}"
+            kind = int(etype[row])
+            if kind == ElemType.WITHDRAW:
+                if pfx in hist.paths:
+                    n_w += 1
+                    withdrawn.add(pfx)
+                    w_peers.add(peers[j])
+                continue
+            if kind in (ElemType.RIB, ElemType.ANNOUNCE) and paths[j]:
+                hist.learn(pfx, int(net[row]), int(plen[row]), str(paths[j]), int(origin[row]))
+                n_a += kind == ElemType.ANNOUNCE
+                learned += 1
+        if n_w or learned:  # a RIB load counts too: the upstream's visibility before any change
+            upstream = hist.upstream()
+            seen = self._upstream_visible(upstream) if upstream else -1
+            hist.changes.append(RouteChange(tick_us, n_w, n_a, frozenset(withdrawn), len(w_peers), upstream, seen))
+
+    def _upstream_visible(self, asn: int) -> int:
+        """Prefixes originated by `asn` that most full-feed peers see now (cached per reach version)."""
+        if self.routing is None:
+            return -1
+        key = (asn, self.routing.reach_version)
+        hit = self._upstream_cache.get(key)
+        if hit is None:
+            view = self.routing.view()
+            hit = int(np.count_nonzero(view.visible & (view.origin == asn)))
+            self._upstream_cache = {key: hit}
+        return hit
+
+    def _keep_signals(self, signals: pa.Table) -> None:
+        want = pc.is_in(signals.column("signal"), pa.array(["traffic_in_bytes", "bgp"]))
+        part = signals.filter(want)
+        if part.num_rows == 0:
+            return
+        ts = part.column("ts").cast(pa.int64()).to_numpy()
+        vals = part.column("value").to_numpy()
+        keys = [
+            f"{t}:{e}"
+            for t, e in zip(part.column("entity_type").to_pylist(), part.column("entity").to_pylist(), strict=True)
+        ]
+        names = part.column("signal").to_pylist()
+        for i, (label, sig) in enumerate(zip(keys, names, strict=True)):
+            hist = self.history.get(label)
+            if hist is not None:
+                hist.series.setdefault(sig, []).append((int(ts[i]), float(vals[i])))
