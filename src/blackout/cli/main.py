@@ -8,7 +8,7 @@ import sys
 from .. import __version__
 from ..config import defaults_toml
 from ..errors import BlackoutError
-from . import collect, demo, events_cmd, inspect_cmd, pending, probe, replay, scenario, serve
+from . import collect, demo, events_cmd, inspect_cmd, pending, probe, replay, report, scenario, serve
 
 DESCRIPTION = """blackout tells you, for any country, AS or prefix: is it dark, who is attacking it,
 and why did it go dark — from packet captures, flow exports (NetFlow, IPFIX, sFlow), BGP archives (MRT)
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_parser(sub)
     scenario.add_parser(sub)
     serve.add_parser(sub)
+    report.add_parser(sub)
     probe.add_parser(sub)
     pending.add_parsers(sub)
     cfg = sub.add_parser(

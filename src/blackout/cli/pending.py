@@ -6,9 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-PENDING = {
-    "report": ("daily ATLAS-style report of attacks and outages with verdicts (md, json, html, csv)", 7),
-}
+PENDING: dict[str, tuple[str, int]] = {}  # name -> (what it will do, issue number)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
