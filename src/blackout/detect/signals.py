@@ -38,11 +38,12 @@ from ..enrich.base import Enricher
 from ..enrich.routing import RoutingState
 from ..enrich.visibility import V4Ranges, merge, slash24_intervals
 from ..model import FLOW_SCHEMA, PROBE_SCHEMA
+from ..probe import trinocular
+from ..probe.trinocular import BELIEF_START, BELIEF_UP
 from .entities import Groups, Homes, Registry, group_distinct, group_sum
 
 TRAFFIC = ("bytes", "packets", "addrs")
 # Trinocular's belief model (IODA's build): start 0.99, clamp [0.01, 0.99], up > 0.9, 1 % false answers.
-BELIEF_START, BELIEF_MIN, BELIEF_MAX, BELIEF_UP, FALSE_ANSWER = 0.99, 0.01, 0.99, 0.9, 0.01
 
 
 @dataclasses.dataclass
@@ -301,10 +302,9 @@ class SignalComputer:
         n = len(self.blocks)
         npos = np.bincount(idx, weights=pos.astype(np.float64), minlength=n)
         nneg = np.bincount(idx, weights=(~pos).astype(np.float64), minlength=n)
-        avail = np.clip((self.answers + 1.0) / (self.results + 2.0), 0.1, 1.0 - FALSE_ANSWER)
-        odds = self.belief / (1.0 - self.belief)
-        odds *= (avail / FALSE_ANSWER) ** npos * ((1.0 - avail) / (1.0 - FALSE_ANSWER)) ** nneg
-        self.belief = np.clip(odds / (1.0 + odds), BELIEF_MIN, BELIEF_MAX)
+        # the prober's own Bayes update, in log-odds: a census of a dense /24 (hundreds of answers in
+        # one bin) overflowed the odds product to NaN, which read as "down"
+        self.belief = trinocular.update(self.belief, trinocular.availability(self.answers, self.results), npos, nneg)
         up = self.belief > BELIEF_UP
         self.answers += np.where(up, npos, 0.0)
         self.results += np.where(up, npos + nneg, 0.0)

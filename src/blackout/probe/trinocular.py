@@ -31,8 +31,9 @@ import dataclasses
 import numpy as np
 
 from ..config import register_section
-from ..detect.signals import BELIEF_MAX, BELIEF_MIN, BELIEF_START, BELIEF_UP, FALSE_ANSWER
 
+# Trinocular's model as IODA runs it; the outage detector's probing signal uses the same numbers.
+BELIEF_START, BELIEF_MIN, BELIEF_MAX, BELIEF_UP, FALSE_ANSWER = 0.99, 0.01, 0.99, 0.9, 0.01
 BELIEF_DOWN = 0.1
 AVAIL_MIN = 0.1
 
