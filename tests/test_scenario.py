@@ -32,7 +32,7 @@ def test_the_plan_follows_the_published_record() -> None:
 def test_bgpdump_reads_the_withdrawals_and_returns(kp_scenario: Path) -> None:
     start, end = (int(t.timestamp()) for t in KP2014.outage_1)
     lines = []
-    for f in sorted(kp_scenario.glob("updates.*.mrt.gz")):
+    for f in sorted(kp_scenario.glob("*.updates.*.mrt.gz")):
         out = subprocess.run([need_tool("bgpdump"), "-m", str(f)], capture_output=True, text=True, check=True)
         lines += [line.split("|") for line in out.stdout.splitlines()]
     kp = [row for row in lines if row[5] in KP2014.prefixes]
@@ -50,7 +50,7 @@ def test_bgpdump_reads_the_withdrawals_and_returns(kp_scenario: Path) -> None:
     assert all(row[6].split()[-2:] == [str(KP2014.upstream_asn), str(KP2014.origin_asn)] for row in back_at_end)
     # blackout's MRT reader sees the same elements
     ours = 0
-    for f in sorted(kp_scenario.glob("updates.*.mrt.gz")):
+    for f in sorted(kp_scenario.glob("*.updates.*.mrt.gz")):
         for batch in FILE_DECODERS["mrt"].read(str(f), read_input(str(f)), DecodeContext()):
             ours += batch.num_rows
     assert ours == len(lines)

@@ -37,9 +37,12 @@ class Config:
         self.values: dict[str, dict[str, Any]] = values or {}
 
     @classmethod
-    def load(cls, path: str | None = None, overrides: list[str] | None = None) -> Config:
-        """Read the TOML file (if given) and apply each "section.key=value" override."""
-        values: dict[str, dict[str, Any]] = {}
+    def load(
+        cls, path: str | None = None, overrides: list[str] | None = None, base: dict[str, dict[str, Any]] | None = None
+    ) -> Config:
+        """Start from `base` (a command's own defaults), read the TOML file (if given) over it,
+        then apply each "section.key=value" override."""
+        values: dict[str, dict[str, Any]] = {name: dict(body) for name, body in (base or {}).items()}
         if path:
             try:
                 with open(path, "rb") as fh:
@@ -53,7 +56,7 @@ class Config:
             for section, body in raw.items():
                 if not isinstance(body, dict):
                     raise ConfigError(f"{path}: top-level key {section!r} must be a [section]")
-                values[section] = dict(body)
+                values.setdefault(section, {}).update(body)
         for item in overrides or []:
             section, key, value = parse_override(item)
             values.setdefault(section, {})[key] = value

@@ -19,8 +19,7 @@ from __future__ import annotations
 import gzip
 import ipaddress
 import json
-import os
-import shutil
+import struct
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ CHURN_PER_HOUR = 120  # re-announcements of other routes per hour
 ATLAS_INTERVAL_S = 240
 COLLECTOR = ("192.0.2.2", 6447)  # the route collector's side of each BGP4MP record (a value in the file)
 EXPORTER = ("192.0.2.1", "192.0.2.2")  # IPFIX exporter and collector addresses written in the pcap
+COLLECTOR_NAME = "routeviews.route-views.jinx"  # the bundled RIB's collector
 
 
 class World:
@@ -96,15 +96,31 @@ def render(plan: Plan, out: Path, rib_path: str, asnames_path: str, seed: int) -
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     world = World(rib_path, asnames_path)
-    rib_copy = out / os.path.basename(rib_path)
-    shutil.copyfile(rib_path, rib_copy)
-    files: dict[str, Any] = {"rib": rib_copy.name}
+    rib_name = f"{COLLECTOR_NAME}.ribs.{plan.start}.mrt.gz"  # the 2014-05-30 table, dated at the start
+    with gzip.open(out / rib_name, "wb", compresslevel=3) as fh:
+        fh.write(retime_mrt(read_input(rib_path), plan.start))
+    files: dict[str, Any] = {"rib": rib_name}
     files["updates"] = _write_updates(plan, world, rng, out)
     files["flows"] = _write_flows(plan, world, rng, out)
     files["probes"] = _write_probes(plan, rng, out)
     (out / "truth.json").write_text(json.dumps(plan.truth(), indent=2) + "\n")
     files["truth"] = "truth.json"
     return files
+
+
+def retime_mrt(data: bytes, ts: int) -> bytes:
+    """The same MRT records with every header timestamp set to ts.
+
+    The bundled RIB is of 2014-05-30; as the scenario's starting table it must
+    be dated at the scenario's start, or the replay would spend six empty months
+    between the table and the first update.  Routes, peers and paths are untouched.
+    """
+    buf = bytearray(data)
+    offset, stamp = 0, struct.pack("!I", ts)
+    while offset + 12 <= len(buf):
+        buf[offset : offset + 4] = stamp
+        offset += 12 + struct.unpack_from("!I", buf, offset + 8)[0]
+    return bytes(buf)
 
 
 def _write_updates(plan: Plan, world: World, rng: np.random.Generator, out: Path) -> list[str]:
@@ -125,20 +141,17 @@ def _write_updates(plan: Plan, world: World, rng: np.random.Generator, out: Path
     times = np.sort(rng.integers(plan.start, plan.end, size=len(churn)))
     records += [_update(row, int(t), withdraw=False) for t, row in zip(times, churn, strict=True)]
     records.sort(key=lambda r: r[0])
-    by_day: dict[str, list[bytes]] = defaultdict(list)
+    by_day: dict[int, list[bytes]] = defaultdict(list)
     for t, rec in records:
-        by_day[_day_name(t)].append(rec)
+        by_day[t - t % 86400].append(rec)
     names = []
     for day, recs in sorted(by_day.items()):
-        name = f"updates.{day}.0000.mrt.gz"
+        # named as the bundled archives are, so RIB and updates are one collector with the same peers
+        name = f"{COLLECTOR_NAME}.updates.{day}.mrt.gz"
         with gzip.open(out / name, "wb", compresslevel=5) as fh:
             fh.write(b"".join(recs))
         names.append(name)
     return names
-
-
-def _day_name(t: int) -> str:
-    return np.datetime64(t, "s").astype("datetime64[D]").astype(str).replace("-", "")
 
 
 def _update(row: dict[str, Any], t: int, withdraw: bool) -> tuple[int, bytes]:
