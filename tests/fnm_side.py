@@ -139,11 +139,13 @@ def side_by_side(
     after_s: float = 0.0,
     tick_s: float = 0.25,
     topspeed: bool = False,
+    loops: int = 1,
 ) -> Run:
     """Replay pcap (at its recorded speed, or at pps) into a fresh veth pair and time both detectors' bans.
 
     The replay stops at `limit` packets, after `max_s` seconds, or `after_s` seconds once both have banned.
-    `topspeed` replays as fast as tcpreplay can (the capture's rate limit, not a detection timing).
+    `topspeed` replays as fast as tcpreplay can, `loops` times over (the capture's rate limit, not a
+    detection timing).
     """
     t = tools()
     work.mkdir(parents=True, exist_ok=True)
@@ -195,13 +197,14 @@ def side_by_side(
             if fnm_up and b"listening" in (work / "bo.err").read_bytes():
                 break
             if fnm.poll() is not None or bo.poll() is not None:
-                raise RuntimeError(f"a detector exited early: {(work / 'fnm.log').read_text()[-500:]}")
+                logs = (work / "fnm.log").read_text()[-300:] + (work / "bo.err").read_text()[-1500:]
+                raise RuntimeError(f"a detector exited early: {logs}")
             time.sleep(0.1)
         else:
             raise RuntimeError("FastNetMon or blackout did not start capturing within 30 s")
         time.sleep(1.0)  # let both settle (FNM's first speed calculation, blackout's first ticks)
         cmd = [t["tcpreplay"], "-i", host_if, "-L", str(limit)] + (["--pps", str(pps)] if pps else [])
-        cmd += ["--topspeed"] if topspeed else []
+        cmd += (["--topspeed"] if topspeed else []) + (["--loop", str(loops)] if loops > 1 else [])
         t0 = time.time()
         replay = subprocess.Popen([*cmd, str(pcap)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         both_at = None

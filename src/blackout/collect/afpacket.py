@@ -1,27 +1,23 @@
 """Live packet capture on network interfaces (AF_PACKET) → the same frame kernel and engine as pcap replay.
 
-One receiver thread per interface does nothing but ``recv_into`` a large
-preallocated buffer (offsets, lengths and arrival times go into preallocated
-numpy arrays: no Python object is kept per frame), so the kernel's socket
-buffer drains as fast as Python can; every ``flush_s`` (or when the chunk is
-full) the chunk goes to a queue.  The engine's thread decodes whole chunks
-with the pcap decoder's numba frame kernel into 1-packet flows, exactly as a
+One receiver thread per interface copies whole blocks out of a TPACKET_V3
+ring (:mod:`.tpacket`: no syscall and no Python object per frame, kernel
+timestamps) into a chunk buffer and hands the chunk to a queue every
+``flush_s`` or when it is full.  The engine's thread decodes whole chunks with
+the pcap decoder's numba frame kernel into 1-packet flows, exactly as a
 capture file of the same frames would decode (exporter ``afpacket:IFACE``).
-The heartbeat is the start of the chunk being filled, so a tick is released
-~flush_s after it ends (``engine.lateness_s = 0``: frames arrive in order).
+The heartbeat is the last time the ring was seen empty, less the age a frame
+may reach in a block not yet retired, once that chunk is queued; so
+``engine.lateness_s = 0`` is safe and a tick is released ~flush_s after it ends.
 
-Timestamps are the arrival wall clock read after each ``recv``, the clock the
-heartbeat follows (``SO_TIMESTAMPNS`` would need ``recvmsg`` and an ancillary
-object per frame).  Capacity, measured (``bench/bench_fastnetmon.py``): no
-drop at the attack captures' rates (up to ~22k frames/s), but at tcpreplay's
-top speed (~150k frames/s) about half the frames are dropped by the kernel
-(counted) where FastNetMon's PACKET_MMAP ring keeps up: a TPACKET_V3 ring is
-the way up for a busy mirror port.
+Why the ring, measured (``bench/bench_fastnetmon.py``, top-speed replay): a
+``recv_into`` loop kept ~70k frames/s and the kernel dropped half of a 150k
+frames/s replay; with the ring, 270k frames/s replays lose nothing.
 
 The socket is opened with protocol 0 and bound to the interface with
-ETH_P_ALL, so no frame of another interface slips in before the bind;
+ETH_P_ALL after the ring is set up, so no frame of another interface slips in;
 ``PACKET_IGNORE_OUTGOING`` keeps the host's own transmissions out (a mirror
-port only receives).  Frames the kernel dropped because the buffer was full
+port only receives).  Frames the kernel dropped because the ring was full
 are read from ``PACKET_STATISTICS`` and reported per interface.
 """
 
@@ -43,14 +39,13 @@ import pyarrow as pa
 from ..model import FLOW_SCHEMA, empty
 from ..sources import DecodeContext
 from ..sources.pcap import _Chunk, _flows, _rebatch
-from .udp import grow_rcvbuf
+from .tpacket import BLOCK, RETIRE_MS, Ring, warm
 
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
 PACKET_IGNORE_OUTGOING = 23
-RCVBUF = 64 << 20
-SNAP = 65536  # room per frame: GRO can hand a packet socket up to 64 KiB
+MIN_FRAME = 64  # bytes a frame takes in a ring block at least (header + data, aligned)
 # ARPHRD_* hardware type → pcap link type of the frames a SOCK_RAW packet socket reads there
 LINK_OF_HATYPE = {1: 1, 772: 1, 65534: 101}  # Ethernet, loopback (Ethernet headers), tun/none (raw IP)
 
@@ -79,22 +74,23 @@ class Interface:
     packets: int = 0
     kernel_packets: int = 0
     kernel_drops: int = 0
-    chunk_us: int = 0  # wall clock when the chunk being filled began: every earlier frame is in the queue
+    ring: Ring | None = None
+    chunk_us: int = 0  # every frame stamped before this (µs) has been queued
+    drained_us: int = 0  # when the ring was last seen empty, less the age a frame can have in an open block
 
 
-def open_socket(iface: str) -> socket.socket:
-    """A packet socket bound to iface with every protocol and the largest receive buffer granted."""
+def open_socket(iface: str) -> tuple[socket.socket, Ring]:
+    """A packet socket with a TPACKET_V3 ring, bound to iface with every protocol."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
-        grow_rcvbuf(sock, RCVBUF)
         with contextlib.suppress(OSError):  # kernels before 4.20: outgoing frames are captured too
             sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        ring = Ring(sock)
         sock.bind((iface, ETH_P_ALL))  # CPython puts the protocol in network order
-        sock.setblocking(False)  # recv without a poll per frame; select() only when the queue is empty
     except BaseException:
         sock.close()
         raise
-    return sock
+    return sock, ring
 
 
 class AfPacketCollector:
@@ -110,16 +106,16 @@ class AfPacketCollector:
     ) -> None:
         self.ctx = ctx
         self.flush_s = flush_s
-        self.chunk_bytes = max(chunk_bytes, 2 * SNAP)
-        self.chunk_frames = max(1, chunk_frames)
+        self.chunk_bytes = max(chunk_bytes, 2 * BLOCK)
+        self.chunk_frames = max(chunk_frames, 2 * BLOCK // MIN_FRAME)
         self.stop = threading.Event()
         self.chunks: queue.Queue[Frames] = queue.Queue(maxsize=1024)
         self.interfaces: list[Interface] = []
         self.beat_us = 0
         try:
             for name in interfaces:
-                sock = open_socket(name)
-                self.interfaces.append(Interface(name, sock, socket.if_nametoindex(name), _link(sock)))
+                sock, ring = open_socket(name)
+                self.interfaces.append(Interface(name, sock, socket.if_nametoindex(name), _link(sock), ring=ring))
         except BaseException:
             self.close()
             raise
@@ -143,6 +139,8 @@ class AfPacketCollector:
         for i in self.interfaces:
             if i.sock.fileno() >= 0:
                 self._read_stats(i)
+                if i.ring is not None:
+                    i.ring.close()
                 i.sock.close()
 
     def _receive(self, i: Interface) -> None:
@@ -154,44 +152,39 @@ class AfPacketCollector:
             if len(frames.off):
                 self.chunks.put(frames)
                 first += len(frames.off)
+            i.chunk_us = i.drained_us  # only now are the frames stamped before it all queued
 
     def _fill(self, i: Interface, first: int) -> Frames | None:
-        """Receive until the chunk is full or flush_s passed; None once the socket is gone."""
+        """Copy ring blocks until the chunk is full or flush_s passed; None once the socket is gone."""
+        ring = i.ring
+        if ring is None or i.sock.fileno() < 0:
+            return None
         buf = np.empty(self.chunk_bytes, dtype=np.uint8)
-        view = memoryview(buf)  # type: ignore[arg-type]
         off = np.empty(self.chunk_frames, dtype=np.int64)
         cap = np.empty(self.chunk_frames, dtype=np.int64)
         orig = np.empty(self.chunk_frames, dtype=np.int64)
         ts = np.empty(self.chunk_frames, dtype=np.int64)
         n = pos = 0
-        i.chunk_us = time.time_ns() // 1000
-        limit = self.chunk_bytes - SNAP
         deadline = time.monotonic() + self.flush_s
-        recv = i.sock.recv_into
-        gone = False
-        while n < self.chunk_frames and pos <= limit and not self.stop.is_set():
-            try:
-                size = recv(view[pos : pos + SNAP], SNAP, socket.MSG_TRUNC)
-            except BlockingIOError:
-                size = -1
-                try:
-                    select.select([i.sock], [], [], max(0.0, min(0.05, deadline - time.monotonic())))
-                except (OSError, ValueError):
-                    gone = True
+        while not self.stop.is_set():
+            if ring.ready():
+                if pos + BLOCK > self.chunk_bytes or n + BLOCK // MIN_FRAME > self.chunk_frames:
+                    break  # full: hand over, the block waits in the ring
+                pos, n, lost = ring.take(buf, pos, off, cap, orig, ts, n)
+                if lost:
+                    self.ctx.errors.add(f"afpacket:{i.name}", "damaged ring block", first + n, n=lost)
+            else:
+                i.drained_us = time.time_ns() // 1000 - 2 * RETIRE_MS * 1000
+                wait = deadline - time.monotonic()
+                if wait <= 0:
                     break
-            except OSError:
-                gone = True
-                break
-            if size >= 0:
-                got = min(size, SNAP)
-                off[n], cap[n], orig[n], ts[n] = pos, got, size, time.time_ns() // 1000
-                n += 1
-                pos += got
+                try:
+                    select.select([i.sock], [], [], min(wait, 0.01))
+                except (OSError, ValueError):
+                    return None
             if time.monotonic() >= deadline:
                 break
         i.packets += n
-        if n == 0 and gone:
-            return None
         return Frames(i.name, buf[:pos], off[:n], cap[:n], orig[:n], ts[:n], first)
 
     def batches(self) -> Iterator[pa.RecordBatch]:
@@ -268,6 +261,7 @@ def _warm() -> None:
     size = np.array([len(_WARM_FRAME)], dtype=np.int64)
     chunk = _Chunk(one, one, size, size, one, one + 1, one)
     _flows("warm-up", buf, chunk, DecodeContext())
+    warm()
 
 
 def _link(sock: socket.socket) -> int:
