@@ -143,3 +143,21 @@ def test_fuzz_frames(data: hs.DataObject) -> None:
 
 def _iface(sock: socket.socket, link: int) -> Interface:
     return Interface("x", sock, 1, link)
+
+
+@settings(max_examples=150, deadline=None)
+@given(block=hs.binary(min_size=0, max_size=4096), seed=hs.integers(0, 2**32 - 1))
+def test_fuzz_ring_block(block: bytes, seed: int) -> None:
+    """A damaged ring block (random header words and frame links) lists only frames lying inside it."""
+    from blackout.collect.tpacket import _walk
+
+    raw = bytearray(block.ljust(48, b"\0"))
+    rng = np.random.default_rng(seed)
+    raw[12:16] = int(rng.integers(0, 200)).to_bytes(4, "little")  # a plausible frame count
+    raw[16:20] = int(rng.integers(0, len(raw))).to_bytes(4, "little")  # first frame somewhere inside
+    buf = np.frombuffer(bytes(raw), dtype=np.uint8)
+    rows = 64
+    off, cap, orig, ts = (np.zeros(rows, dtype=np.int64) for _ in range(4))
+    k = _walk(buf, 0, len(buf), off, cap, orig, ts, 0)
+    assert 0 <= k <= rows
+    assert np.all(off[:k] >= 0) and np.all(off[:k] + cap[:k] <= len(buf))
