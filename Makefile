@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Real programs the tests start as oracles and peers (Debian 12 packages).
-APT_PACKAGES := bgpdump tshark nfdump softflowd pmacct exabgp gobgpd frr chromium
+APT_PACKAGES := bgpdump tshark nfdump softflowd pmacct exabgp gobgpd frr chromium fastnetmon tcpreplay iproute2
 PYTEST_ARGS ?=
 
 .PHONY: run test lint bench fuzz soak install install-test apt clean
