@@ -28,13 +28,18 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/blackout demo $(ARGS)
 
-## apt: install the Debian packages the tests run (as root; skipped when all are present)
+## apt: install the Debian packages the tests run (as root; skipped when all are present). policy-rc.d keeps
+## the daemons (FastNetMon, FRR, ExaBGP, GoBGP) from being started by their packages: tests start their own,
+## and FastNetMon's packaged configuration would phone home.
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "apt-get install$$missing"; \
 		export DEBIAN_FRONTEND=noninteractive; \
-		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		guard=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; guard=1; fi; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; status=$$?; \
+		[ -n "$$guard" ] && rm -f /usr/sbin/policy-rc.d; exit $$status; \
 	fi
 
 lint: install-test
