@@ -117,6 +117,39 @@ def test_collector_stores_what_nfdump_stores(tmp_path: Path, version: int) -> No
     assert sum(report["kernel_drops"].values()) == 0
 
 
+def test_stats_file_is_the_final_report(tmp_path: Path) -> None:
+    """--stats-file leaves the same JSON the collector prints, for `serve --stats-file` to export."""
+    port = free_port()
+    exe = Path(sys.executable).with_name("blackout")
+    stats = tmp_path / "collect.json"
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "collect",
+            "--netflow",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--json",
+            "--db",
+            str(tmp_path / "s.duckdb"),
+            "--stats-file",
+            str(stats),
+            "--stats-interval",
+            "0.5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CI": "1"},
+    )
+    assert proc.stderr is not None and "listening" in proc.stderr.readline()
+    softflowd(SYN, port, 9)
+    report = stop_collect(proc)
+    assert json.loads(stats.read_text()) == report
+    assert report["exporters"]["127.0.0.1"]["records"] > 0
+
+
 def test_garbage_interleaved_with_a_real_export_is_counted_and_the_export_kept(tmp_path: Path) -> None:
     reference = nfdump_totals(tmp_path, SYN, 9)
     port = free_port()

@@ -77,6 +77,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--stats-interval", type=float, default=10.0, help="seconds between status lines (default 10)")
     p.add_argument("--json", action="store_true", help="status lines and the final report as JSON")
+    p.add_argument(
+        "--stats-file",
+        metavar="FILE",
+        help="also write the status JSON to FILE every interval (serve --stats-file FILE exports it in /metrics)",
+    )
     add_db_arg(p)
     add_config_args(p)
     p.set_defaults(func=run)
@@ -124,7 +129,9 @@ def run(args: argparse.Namespace) -> int:
                 for stop in stops:
                     stop.set()
             if now - last[0] >= args.stats_interval:
-                _print(status(udp, bmps, ctx, cap), args.json)
+                current = status(udp, bmps, ctx, cap)
+                _print(current, args.json)
+                _write_stats(args.stats_file, current)
                 last[0] = now
 
     def heartbeat() -> int:
@@ -154,7 +161,18 @@ def run(args: argparse.Namespace) -> int:
         report["flows_in_store"] = store.flow_totals()
         store.close()
     _print(report, args.json)
+    _write_stats(args.stats_file, report)
     return 0
+
+
+def _write_stats(path: str | None, report: dict[str, Any]) -> None:
+    """Replace the stats file atomically, so a reader never sees half of it."""
+    if not path:
+        return
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(report, fh, sort_keys=True)
+    os.replace(tmp, path)
 
 
 def status(
