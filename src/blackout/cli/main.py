@@ -8,7 +8,7 @@ import sys
 from .. import __version__
 from ..config import defaults_toml
 from ..errors import BlackoutError
-from . import collect, demo, events_cmd, inspect_cmd, pending, probe, replay, report, scenario, serve
+from . import collect, demo, events_cmd, inspect_cmd, mitigate, probe, replay, report, scenario, serve
 
 DESCRIPTION = """blackout tells you, for any country, AS or prefix: is it dark, who is attacking it,
 and why did it go dark — from packet captures, flow exports (NetFlow, IPFIX, sFlow), BGP archives (MRT)
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(sub)
     report.add_parser(sub)
     probe.add_parser(sub)
-    pending.add_parsers(sub)
+    mitigate.add_parser(sub)
     cfg = sub.add_parser(
         "config",
         help="print every configuration option with its default, as TOML",
