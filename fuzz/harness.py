@@ -19,7 +19,7 @@ atheris rewrites bytecode and numba compiles from it — so inside a kernel the
 fuzzer mutates blind; memory safety there is what NUMBA_BOUNDSCHECK=1 checks.
 
 Datagram targets (netflow, sflow) split one input into several datagrams
-(``u16 length`` + payload, repeated; the rest is the last datagram) so templates
+(a count byte, then ``u16 length`` + payload; the rest is the last datagram) so templates
 sent in one datagram shape the decoding of the next, as on the wire.
 """
 
@@ -42,14 +42,18 @@ TARGETS = ("pcap", "netflow", "ipfix", "netflow5", "sflow", "mrt", "bmp", "atlas
 
 def frame(datagrams: list[bytes]) -> bytes:
     """Several datagrams as one fuzz input (the inverse of :func:`unframe`)."""
-    return b"".join(struct.pack(">H", len(d)) + d for d in datagrams[:-1]) + datagrams[-1]
+    head = bytes([len(datagrams)])
+    return head + b"".join(struct.pack(">H", len(d)) + d for d in datagrams[:-1]) + datagrams[-1]
 
 
 def unframe(data: bytes, most: int = 8) -> list[bytes]:
-    """``u16 length`` + payload, repeated; what does not fit is the last datagram."""
+    """A count byte, then ``u16 length`` + payload for all but the last; the rest is the last datagram."""
+    if not data:
+        return [b""]
+    count = min(max(data[0], 1), most)
     out: list[bytes] = []
-    pos = 0
-    while len(out) < most - 1 and pos + 2 <= len(data):
+    pos = 1
+    while len(out) < count - 1 and pos + 2 <= len(data):
         (n,) = struct.unpack_from(">H", data, pos)
         if pos + 2 + n > len(data):
             break
@@ -90,7 +94,7 @@ def seeds(target: str) -> Iterator[tuple[str, bytes]]:
         prefix = {"netflow": ("netflow9",), "ipfix": ("ipfix",), "netflow5": ("netflow5",)}[target]
         files = _payloads(prefix)
         for p in files:
-            yield p.name, p.read_bytes()
+            yield p.name, frame([p.read_bytes()])
         # a template datagram then data datagrams of the same exporter (tpl* then data* of one vendor)
         for tpl in (p for p in files if "tpl" in p.name):
             vendor = tpl.name.split("_tpl")[0]
@@ -104,7 +108,7 @@ def seeds(target: str) -> Iterator[tuple[str, bytes]]:
     elif target == "sflow":
         for pcap in sorted((DATA / "flow/akvorado/sflow").glob("*.pcap")) + sorted((DATA / "flow/pcap").glob("sflow*")):
             for i, gram in enumerate(_udp_payloads(pcap)[:4]):
-                yield f"{pcap.stem}-{i}", gram
+                yield f"{pcap.stem}-{i}", frame([gram])
     elif target == "mrt":
         yield from cut(sorted(p for p in (DATA / "mrt").rglob("*") if p.is_file()))
     elif target == "bmp":

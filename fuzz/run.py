@@ -59,7 +59,21 @@ def run_target(target: str, args: argparse.Namespace) -> dict[str, object]:
         "seconds": round(elapsed, 1),
         "artifacts": found,
     }
-    if proc.returncode != 0:
+    if proc.returncode != 0 and found and all(Path(f).name.startswith(f"{target}-timeout-") for f in found):
+        # A timeout under load (other targets, other tests on 2 cores) is checked again alone: only one
+        # that still takes over --timeout seconds is a hang.
+        again = [
+            subprocess.run(
+                [sys.executable, str(HERE / "harness.py"), target, f"-timeout={args.timeout}", "-runs=1", f],
+                capture_output=True,
+                timeout=600,
+            ).returncode
+            for f in found
+        ]
+        if not any(again):
+            result["ok"] = True
+            result["timeouts_not_reproduced"] = found
+    if not result["ok"]:
         result["tail"] = out[-3000:]
     return result
 

@@ -36,3 +36,19 @@ def test_config_not_utf8_is_a_config_error() -> None:
     """tomllib's UnicodeDecodeError escaped Config.load before (fuzz: config target)."""
     with pytest.raises(ConfigError, match="not UTF-8 at byte 70"):
         Config.load(str(DATA / "fuzz/config-not-utf8.toml"))
+
+
+def test_address_fields_of_another_length_are_stepped_over() -> None:
+    """A v9 template giving sourceIPv6Address 4 bytes made a 1-D address column that Arrow refused
+    (fuzz: netflow target); now the field is skipped and the record kept with its other fields."""
+    import numpy as np
+
+    from blackout.sources import DATAGRAM_DECODERS, DecodeContext
+
+    (gram,) = harness.unframe((DATA / "fuzz/netflow-ipv6-field-of-4-bytes.bin").read_bytes())
+    ctx = DecodeContext()
+    batch = DATAGRAM_DECODERS["netflow"].decode([gram], ["x"], np.zeros(1, np.int64), ctx)
+    assert batch.num_rows == 1
+    assert batch.column("dst_addr")[0].as_py() == bytes(10) + b"\xff\xff" + bytes([10, 0, 0, 2])
+    assert batch.column("src_addr")[0].as_py() == bytes(16)
+    assert batch.column("bytes")[0].as_py() == 100

@@ -126,6 +126,8 @@ def compile_layout(fields: tuple[tuple[int, int], ...]) -> Layout:
     seen: set[int] = set()
     for k, (fid, flen) in enumerate(fields):
         usable = flen != VARLEN and (flen <= 8 or (flen == 16 and fid in ADDRESS_FIELDS))
+        if fid in ADDRESS_FIELDS and flen != (16 if fid in (27, 28) else 4):
+            usable = False  # an address of another length is stepped over (fuzzing: an IPv6 field of 4 bytes crashed)
         if fid in FIELDS and fid not in seen and usable and flen > 0:
             seen.add(fid)
             want_index[k] = len(wanted)

@@ -1,0 +1,228 @@
+"""Soak: sustained live ingest at half the measured maximum; RSS and per-tick latency must stay flat.
+
+    python bench/soak.py --seconds 600          # `make soak`
+    python bench/soak.py --seconds 40           # the short form in make test (tests/test_soak.py)
+
+1. Maximum: a bounded loopback sender (tests/udp_flood.py export: a real softflowd
+   NetFlow v9 datagram, export time set to now) sends as fast as it can for
+   --measure-seconds; the maximum is what the collector decoded per second
+   (the rest the kernel dropped).
+2. Soak: the sender paces at half that for --seconds.  Every 10 s of wall time
+   the script prints the collector's RSS and the per-tick latency (wall time the
+   detectors spend on one 1-second tick, median and max of the window).
+Fails (exit 1) when the last quarter's RSS (median of samples) or tick latency
+(median of every tick) exceeds the second quarter's (the first is warm-up) by
+more than --tolerance (10 %; latency plus --floor-ms, 2 ms, below which a
+median is timer noise).  The collector runs in this process,
+wired as `blackout collect` wires it (same decoders, engine, detectors, store),
+so the ticks can be timed; the sender is a separate process on the other core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from blackout.collect.udp import Listener, UdpCollector
+from blackout.config import Config
+from blackout.engine import Engine, EngineConfig, Source
+from blackout.model import Kind
+from blackout.pipeline import build_detectors
+from blackout.sources import DecodeContext
+from blackout.store import open_store
+
+SENDER = str(Path(__file__).resolve().parent.parent / "tests/udp_flood.py")
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Collector:
+    """UDP collector + engine + detectors + store in this process, with timed ticks."""
+
+    def __init__(self, db: str) -> None:
+        self.ctx = DecodeContext()
+        self.udp = UdpCollector([Listener(0, ["netflow"], "127.0.0.1")], self.ctx)
+        self.port = self.udp.ports[0]
+        self.store = open_store(db)
+        config = Config.load(overrides=["engine.lateness_s=5"])
+        self.engine = Engine(build_detectors(config), self.store.upsert, config.section("engine", EngineConfig))
+        self.ticks: list[tuple[float, float]] = []  # (wall time done, seconds spent on the tick)
+        dets = self.engine.detectors
+        for i, det in enumerate(dets):
+            det.on_tick = self._timed(det.on_tick, i == len(dets) - 1)  # type: ignore[method-assign]
+        self.failed: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _timed(self, fn: Any, last: bool) -> Any:
+        def wrapper(tick: Any) -> Any:
+            started = time.perf_counter()
+            out = fn(tick)
+            spent = time.perf_counter() - started
+            if self.ticks and self.ticks[-1][0] < 0:  # same tick, another detector
+                self.ticks[-1] = (-1.0, self.ticks[-1][1] + spent)
+            else:
+                self.ticks.append((-1.0, spent))
+            if last:
+                self.ticks[-1] = (time.monotonic(), self.ticks[-1][1])
+            return out
+
+        return wrapper
+
+    def _run(self) -> None:
+        source = Source("udp", Kind.FLOW, self.udp.batches(), heartbeat=lambda: time.time_ns() // 1000)
+        try:
+            self.engine.run([source], close_open=False)
+        except BaseException as exc:  # a dead engine must fail the soak, not idle it
+            self.failed = exc
+            raise
+
+    def records(self) -> int:
+        return sum(n for (_, what), n in self.ctx.counters.items() if what == "records")
+
+    def datagrams(self) -> int:
+        return sum(n for (_, what), n in self.ctx.counters.items() if what == "datagrams")
+
+    def start(self) -> None:
+        self.udp.start()
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.udp.stop.set()
+        self.thread.join(timeout=60)
+        self.udp.close()
+        self.store.close()
+
+
+def send(port: int, rate: float, seconds: float) -> subprocess.Popen[str]:
+    cmd = [sys.executable, SENDER, "export", "--port", str(port), "--rate", str(rate), "--seconds", str(seconds)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+def measure_max(collector: Collector, seconds: float) -> float:
+    """Datagrams per second the collector takes end to end (decoded and through the detectors).
+
+    The sender goes as fast as it can for `seconds`; the clock stops when every chunk
+    queued meanwhile has passed the engine, so a backlog does not count as throughput.
+    """
+    before, started = collector.engine.stats.records["flow"], time.monotonic()
+    sender = send(collector.port, 1e9, seconds)
+    sent = json.loads(sender.communicate(timeout=seconds + 60)[0])
+    while not collector.udp.chunks.empty():
+        time.sleep(0.05)
+    took = time.monotonic() - started
+    records = collector.engine.stats.records["flow"] - before
+    per_gram = 7  # records in the softflowd datagram
+    rate = records / per_gram / took
+    print(
+        f"max: sender {sent['per_s']:,} datagrams/s; through the engine {records:,} records "
+        f"in {took:.1f} s = {rate:,.0f} datagrams/s"
+    )
+    return rate
+
+
+def soak(collector: Collector, rate: float, seconds: float, window: float) -> dict[str, Any]:
+    """Ingest at `rate` for `seconds`; RSS and tick latency per window."""
+    collector.ticks.clear()
+    sender = send(collector.port, rate, seconds)
+    started = time.monotonic()
+    rows: list[dict[str, float]] = []
+    records0 = collector.records()
+    while time.monotonic() - started < seconds:
+        time.sleep(window)
+        now = time.monotonic()
+        lat = [spent for done, spent in collector.ticks if done >= now - window]
+        rows.append(
+            {
+                "t_s": round(now - started),
+                "rss_mb": round(rss_mb(), 1),
+                "tick_ms_median": round(1000 * statistics.median(lat), 2) if lat else 0.0,
+                "tick_ms_max": round(1000 * max(lat), 2) if lat else 0.0,
+                "ticks": len(lat),
+                "records_per_s": round((collector.records() - records0) / (now - started)),
+            }
+        )
+        r = rows[-1]
+        print(
+            f"t={r['t_s']:>4} s  RSS {r['rss_mb']:7.1f} MB  tick latency median {r['tick_ms_median']:7.2f} ms "
+            f"max {r['tick_ms_max']:7.2f} ms  ({r['ticks']} ticks)  {r['records_per_s']:,} records/s",
+            flush=True,
+        )
+    sent = json.loads(sender.communicate(timeout=60)[0])
+    return {"rate": rate, "sent": sent, "series": rows, "ticks": [t for t in collector.ticks if t[0] >= 0]}
+
+
+def verdict(
+    rows: list[dict[str, float]], ticks: list[tuple[float, float]], tolerance: float, floor_ms: float
+) -> tuple[bool, dict[str, float]]:
+    """Second quarter (the first is warm-up) against the last: RSS of the samples, latency of every tick."""
+    q = max(1, len(rows) // 4)
+    early, late = rows[q : 2 * q], rows[-q:]
+    done = [d for d, _ in ticks]
+    start = min(done) if done else 0.0
+    span = (max(done) - start) if done else 0.0
+    early_ticks = [1000 * x for d, x in ticks if span * 0.25 <= d - start < span * 0.5]
+    late_ticks = [1000 * x for d, x in ticks if d - start >= span * 0.75]
+    figures = {
+        "rss_early_mb": statistics.median(r["rss_mb"] for r in early),
+        "rss_late_mb": statistics.median(r["rss_mb"] for r in late),
+        "tick_ms_early": round(statistics.median(early_ticks), 2) if early_ticks else 0.0,
+        "tick_ms_late": round(statistics.median(late_ticks), 2) if late_ticks else 0.0,
+    }
+    figures["rss_growth"] = round(figures["rss_late_mb"] / figures["rss_early_mb"] - 1, 4)
+    figures["tick_growth"] = round(figures["tick_ms_late"] / max(figures["tick_ms_early"], 1e-9) - 1, 4)
+    ok = (
+        bool(early_ticks and late_ticks)
+        and figures["rss_late_mb"] <= (1 + tolerance) * figures["rss_early_mb"]
+        and figures["tick_ms_late"] <= (1 + tolerance) * figures["tick_ms_early"] + floor_ms
+    )
+    return ok, figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=600.0, help="soak length (default 600)")
+    p.add_argument("--measure-seconds", type=float, default=5.0, help="length of the maximum measurement")
+    p.add_argument("--window", type=float, default=10.0, help="seconds per printed sample (default 10)")
+    p.add_argument("--db", default=None, help="store (default: a temporary file)")
+    p.add_argument("--tolerance", type=float, default=0.10, help="growth allowed (default 0.10)")
+    p.add_argument("--floor-ms", type=float, default=2.0, help="latency growth below this is noise (default 2)")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        collector = Collector(args.db or f"{tmp}/soak.duckdb")
+        collector.start()
+        try:
+            peak = measure_max(collector, args.measure_seconds)
+            result = soak(collector, peak / 2, args.seconds, args.window)
+        finally:
+            collector.stop()
+    ok, figures = verdict(result["series"], result["ticks"], args.tolerance, args.floor_ms)
+    if collector.failed is not None:
+        print(f"the engine died: {collector.failed!r}")
+        ok = False
+    print(
+        f"soak at {result['rate']:,.0f} datagrams/s (half of {peak:,.0f}) for {args.seconds:.0f} s: "
+        f"RSS {figures['rss_early_mb']:.1f} -> {figures['rss_late_mb']:.1f} MB ({figures['rss_growth']:+.1%}), "
+        f"tick latency {figures['tick_ms_early']:.2f} -> {figures['tick_ms_late']:.2f} ms "
+        f"({figures['tick_growth']:+.1%}): {'OK' if ok else f'FAILED (growth over {args.tolerance:.0%})'}"
+    )
+    result["ticks"] = len(result["ticks"])
+    print(json.dumps({"soak": {"max_datagrams_per_s": round(peak), **result, **figures, "ok": ok}}))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
