@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as dt
+import ipaddress
 import sys
 
 from ..errors import ConfigError
@@ -61,7 +62,10 @@ def entity_of(args: argparse.Namespace) -> tuple[str, str]:
         return "country", args.country.upper()
     if args.asn is not None:
         return "asn", str(args.asn)
-    return "prefix", args.prefix
+    try:
+        return "prefix", str(ipaddress.ip_network(args.prefix, strict=False))
+    except ValueError as exc:
+        raise ConfigError(f"--prefix: not a prefix: {args.prefix!r} (e.g. 175.45.176.0/22)") from exc
 
 
 def run(args: argparse.Namespace) -> int:
