@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+LABEL_MIN = 20  # outages at least this long (minutes) are labelled with their cause
 SIGNALS = ("bgp", "traffic_in_bytes", "traffic_out_packets", "probing_share")
 
 
@@ -38,10 +39,12 @@ def timeline(report: dict[str, Any], signals: pa.Table, attacks: list[dict[str, 
         vals = part.column("value").to_numpy()
         top = float(vals.max()) or 1.0
         ax.plot(ts, vals / top, lw=0.8, label=f"{name} (max {top:,.0f})")
-    for o in report["outages"]:
+    for o in report["outages"]:  # short ones (a bin or two of sparse traffic) faint and unlabelled
         end = _t(o["end"]) if o["end"] else hi
-        ax.axvspan(_t(o["start"]), end, color="red", alpha=0.2)
-        ax.annotate(o["cause"], (_t(o["start"]), 1.02), fontsize=7, rotation=30)
+        long = (end - _t(o["start"])) >= dt.timedelta(minutes=LABEL_MIN)
+        ax.axvspan(_t(o["start"]), end, color="red", alpha=0.25 if long else 0.04, lw=0)
+        if long:
+            ax.annotate(o["cause"], (_t(o["start"]), 1.02), fontsize=7, rotation=20)
     for a in attacks:
         start = _t(a["start"])
         end = _t(a["end"]) if a.get("end") else start
