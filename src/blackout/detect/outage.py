@@ -306,26 +306,30 @@ class OutageDetector:
         return {"time": at_us, "level": LEVEL_NAMES[level], "value": float(value), "history": float(history)}
 
     def _keep_signals(self, start_us: int, series: list[Series]) -> None:
-        parts = []
+        """One table per bin (one Arrow build, not one per series: this runs every bin)."""
+        etypes, labels, names, values = [], [], [], []
         for sr in series:
             rows = np.flatnonzero(np.isfinite(sr.values))
             if len(rows) == 0:
                 continue
-            n = len(rows)
-            parts.append(
-                pa.table(
-                    [
-                        pa.array(np.full(n, start_us, dtype=np.int64)).cast(TIME),
-                        pa.array(np.full(n, sr.entity_type, dtype=object), pa.string()),
-                        sr.registry.labels(rows),
-                        pa.array(np.full(n, sr.signal, dtype=object), pa.string()),
-                        pa.array(sr.values[rows]),
-                    ],
-                    schema=SIGNAL_SCHEMA,
-                )
-            )
-        if parts:
-            self._signal_rows.append(pa.concat_tables(parts))
+            etypes.append(np.full(len(rows), sr.entity_type, dtype=object))
+            labels.append(sr.registry.labels(rows))
+            names.append(np.full(len(rows), sr.signal, dtype=object))
+            values.append(sr.values[rows])
+        if not values:
+            return
+        n = sum(len(v) for v in values)
+        table = pa.table(
+            [
+                pa.array(np.full(n, start_us, dtype=np.int64)).cast(TIME),
+                pa.array(np.concatenate(etypes), pa.string()),
+                pa.concat_arrays(labels),
+                pa.array(np.concatenate(names), pa.string()),
+                pa.array(np.concatenate(values)),
+            ],
+            schema=SIGNAL_SCHEMA,
+        )
+        self._signal_rows.append(table)
 
     def records(self) -> list[dict[str, Any]]:
         """Every outage found so far (open or ended) in record form, by start."""

@@ -48,6 +48,8 @@ RECORDS_PER_SECOND = 5  # flow records per attack-second (many sources aggregate
 NORMAL_PER_MINUTE = 6  # sampled flow records per minute of normal traffic
 CHURN_PER_HOUR = 120  # re-announcements of other routes per hour
 ATLAS_INTERVAL_S = 240
+PEAK_HOLD_S = 120  # the planned peak rate lasts this long: a whole aligned minute lies inside it
+RENDER_VERSION = 2  # bump when the files written for the same plan change (the demo rewrites them)
 COLLECTOR = ("192.0.2.2", 6447)  # the route collector's side of each BGP4MP record (a value in the file)
 EXPORTER = ("192.0.2.1", "192.0.2.2")  # IPFIX exporter and collector addresses written in the pcap
 COLLECTOR_NAME = "routeviews.route-views.jinx"  # the bundled RIB's collector
@@ -189,7 +191,9 @@ def _normal_traffic(plan: Plan, world: World, rng: np.random.Generator) -> np.nd
     minutes = (plan.end - plan.start) // 60
     n = int(rng.poisson(NORMAL_PER_MINUTE, size=minutes).sum())
     rec = np.zeros(n, dtype=IPFIX_DTYPE)
-    start_ms = np.sort(rng.integers(plan.start * 1000, plan.end * 1000, size=n))
+    # exported as a router with a 60 s active timeout does: each minute's records start on its boundary
+    # (so the background costs one tick a minute, not one per record)
+    start_ms = np.sort(rng.integers(plan.start // 60, plan.end // 60, size=n)) * 60_000
     rec["start_ms"] = start_ms
     rec["end_ms"] = start_ms + rng.integers(0, 1000, size=n)
     hosts = _kp_hosts()
@@ -221,12 +225,14 @@ def _normal_traffic(plan: Plan, world: World, rng: np.random.Generator) -> np.nd
 
 
 def _attack_traffic(attack: Any, world: World, rng: np.random.Generator) -> np.ndarray:
-    """One attack's sampled records: a ramp, a noisy plateau, the planned peak in one second."""
+    """One attack's sampled records: a ramp, a noisy plateau, the planned peak held for one minute
+    (so a detector measuring over any tick up to a minute, aligned or not, sees all of it)."""
     seconds = np.arange(attack.start, attack.end)
     level = rng.uniform(0.85, 0.98, len(seconds))
     ramp = np.minimum(1.0, np.minimum(np.arange(len(seconds)) + 1, len(seconds) - np.arange(len(seconds))) / 60)
     level *= ramp
-    level[len(seconds) // 3 + int(rng.integers(0, max(1, len(seconds) // 3)))] = 1.0
+    peak = len(seconds) // 3 + int(rng.integers(0, max(1, len(seconds) // 3)))
+    level[peak : peak + PEAK_HOLD_S] = 1.0
     k = RECORDS_PER_SECOND
     n = len(seconds) * k
     per_second_bytes = attack.peak_bps * level / 8 / SAMPLING
