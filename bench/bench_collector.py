@@ -38,7 +38,7 @@ from blackout.sources.netflow import NetflowDecoder
 
 ROOT = Path(__file__).resolve().parent.parent
 PCAP = ROOT / "tests/data/pcap/stopddos/pkt.TCP.synflood.spoofed.pcap"
-RATES = [10_000, 20_000, 50_000, 100_000, 200_000]
+RATES = [10_000, 20_000, 40_000, 60_000, 80_000, 100_000, 150_000, 200_000]
 SOURCES = {9: "127.0.0.9", 10: "127.0.0.10"}  # one exporter address per version, apart from other local traffic
 
 

@@ -28,6 +28,7 @@ import pyarrow as pa
 from ..sources import DATAGRAM_DECODERS, DecodeContext
 
 RCVBUF = 64 << 20
+SWITCH_S = 0.0005  # measured at 120k datagrams/s for 3 s: kernel drops 0, 59k, 20k vs 154k, 48k, 61k at 5 ms
 # Python's socket module lacks SO_RCVBUFFORCE (Linux: 33), so without this the "force" path never ran and
 # the buffer stayed capped at net.core.rmem_max (4 MB here: ~1,700 export datagrams, a 40 ms burst at 40k/s).
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None)
@@ -118,7 +119,10 @@ class UdpCollector:
         self.drops: dict[int, int] | None = None  # kernel drops read at close (the sockets then vanish)
 
     def start(self) -> None:
-        """Start the receiver threads."""
+        """Start the receiver threads, and shorten the GIL switch interval: each recvfrom gives up the GIL,
+        and while the engine decodes a receiver then waits a whole interval (5 ms by default) for it back,
+        one datagram per wait, so the kernel buffer fills (the convoy effect)."""
+        sys.setswitchinterval(SWITCH_S)
         for thread in self.threads:
             thread.start()
 
