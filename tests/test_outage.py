@@ -362,6 +362,16 @@ def test_traffic_outage_when_a_country_stops_sending(method: str) -> None:
     assert set(signal(replay.sunk, "asn:131279", "traffic_out_addrs")["value"].to_pylist()) == {0.0, 20.0}
 
 
+@pytest.mark.parametrize("method", ["ioda", "fast"])
+def test_a_chance_empty_minute_of_traffic_is_no_outage(method: str) -> None:
+    """Thin sampled traffic has empty minutes by chance; only a drop lasting traffic_min_s (300 s) is one."""
+    flows = flows_table("2014-12-22T13:00:00Z", 6, ("2014-12-22T16:15:00Z", "2014-12-22T16:17:00Z"))
+    routes = [stamped(kp_rows(), us("2014-12-22T12:59:00Z"))]
+    replay = run(routes, {method: OutageConfig(watch=WATCH, method=method)}, sources=[("flows", Kind.FLOW, flows)])
+    for entity in ("asn:131279", "country:KP", "prefix:175.45.176.0/22"):
+        assert not event(replay.det[method], entity)
+
+
 # ------------------------------------------------------------------------------------- IODA arithmetic
 
 

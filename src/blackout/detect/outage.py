@@ -86,6 +86,9 @@ class OutageConfig:
     fast_drop: float = 0.5  # fast: BGP / probing alert at value <= this x level
     fast_traffic_drop: float = 0.25  # fast: traffic alert below this x seasonal baseline
     emit_signals: bool = True  # hand the signal values to the store
+    traffic_min_s: float = 300.0  # a traffic drop alone opens an outage only after lasting this long (IODA
+    # judges traffic on 300 s bins): thin sampled traffic has empty minutes by chance, not outages; a drop
+    # during an outage another signal already opened joins it at once
     max_quiet_s: float = 86400.0  # a stretch with no input longer than this is a gap in the data, not
     # an outage: bins are judged up to it, then the clock jumps to the next input (archives months apart
     # would otherwise cost a bin each)
@@ -188,6 +191,9 @@ class OutageDetector:
         self.alerts: dict[str, dict[str, SignalAlert]] = {}  # event id → signal → details
         self.bin_start: int | None = None
         self.last_input_us = -(2**62)  # start of the last tick with input
+        # traffic alerts waiting to last traffic_min_s: (entity key, signal) -> [first bin, bins, area]
+        self._pending: dict[tuple[tuple[str, str], str], list[float]] = {}
+        self._traffic_bins = max(1, round(self.config.traffic_min_s / self.config.bin_s))
         self._changed: dict[str, _Event] = {}
         self._signal_rows: list[pa.Table] = []
 
@@ -277,19 +283,30 @@ class OutageDetector:
             lvl, was = int(step.level[row]), int(before[row])
             ev = self.open.get(key)
             if lvl == NORMAL:
+                self._pending.pop((key, signal), None)
                 if ev is not None:
                     ev.active.discard(signal)
                     alert = ev.signals.get(signal)
                     if alert is not None:
                         alert.transitions.append(self._transition(start_us, lvl, values[row], step.history[row]))
                 continue
+            first_us, carried = start_us, 0.0
+            if ev is None and family(signal) == "traffic" and self._traffic_bins > 1:
+                held = self._pending.setdefault((key, signal), [start_us, 0, 0.0])
+                held[1] += 1
+                held[2] += float(step.drop[row]) * minutes
+                if held[1] < self._traffic_bins:
+                    continue  # not yet long enough to be more than chance
+                first_us, carried = int(held[0]), float(held[2]) - float(step.drop[row]) * minutes
+                del self._pending[(key, signal)]
             if ev is None:
-                ev = self.open[key] = _Event(key[0], key[1], start_us)
+                ev = self.open[key] = _Event(key[0], key[1], first_us)
                 self.alerts[ev.id] = ev.signals
                 self.events[ev.id] = ev
             alert = ev.signals.get(signal)
             if alert is None:
-                alert = ev.signals[signal] = SignalAlert(signal, start_us, start_us, [])
+                alert = ev.signals[signal] = SignalAlert(signal, first_us, start_us, [])
+                alert.area += carried
             if lvl != was or not alert.transitions:
                 alert.transitions.append(self._transition(start_us, lvl, values[row], step.history[row]))
             ev.active.add(signal)
