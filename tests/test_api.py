@@ -7,7 +7,6 @@ the AS names table, and the app's own OpenAPI document (schemathesis).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -201,8 +200,11 @@ def test_health_metrics_and_report(client: TestClient, db: str) -> None:
     text = client.get("/metrics").text
     assert f'blackout_store_events{{table="attacks"}} {len(cli_json(db, "attacks"))}' in text
     assert f'blackout_store_events{{table="outages"}} {len(cli_json(db, "outages"))}' in text
-    r = client.get("/reports/daily", params={"day": "2014-12-22"})
-    assert r.status_code == 200 or (r.status_code == 501 and "#7" in r.json()["error"])
+    r = client.get("/reports/daily", params={"entity": "country:KP", "day": "2014-12-22"})
+    assert r.status_code == 200, r.text
+    body = r.json()  # the same builder as `blackout report`
+    assert (body["entity_type"], body["entity"], body["from"]) == ("country", "KP", "2014-12-22T00:00:00Z")
+    assert client.get("/reports/daily", params={"day": "2014-12-22"}).status_code == 400  # no entity
 
 
 def test_request_limits(client: TestClient) -> None:
@@ -285,8 +287,6 @@ def test_openapi_property(client: TestClient) -> None:
     failures: list[str] = []
     for result in schema.get_all_operations():
         operation = result.ok()  # type: ignore[union-attr]
-        if operation.path == "/reports/daily" and importlib.util.find_spec("blackout.report") is None:
-            continue  # a deliberate 501 until `blackout report` lands (tested above)
 
         @given(operation.as_strategy())
         @settings(

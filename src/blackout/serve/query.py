@@ -8,13 +8,13 @@ pagination selects the ids of one page in the store's order (start, id).
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 from ..detect.outage import family
 from ..enrich.asnames import AsNames
 from ..errors import InputError
+from ..explain import report
 from .params import US, QueryError, Window, parse_time
 from .reader import ReadOnlyStore
 
@@ -213,12 +213,23 @@ def entities(
 
 
 def daily_report(store: ReadOnlyStore, entity: str | None, day: str | None) -> Any:
-    """The daily report when the report module is installed, else a 501 naming its issue."""
-    if importlib.util.find_spec("blackout.report") is None:
-        raise QueryError("daily reports are not in this version yet (issue #7, `blackout report`)", 501)
-    import blackout.report as report  # type: ignore[import-not-found,unused-ignore]
-
-    build = getattr(report, "daily", None) or getattr(report, "build", None)
-    if build is None:
-        raise QueryError("the report module has no daily() entry point yet (issue #7)", 501)
-    return build(store, entity=entity, day=day)
+    """The ATLAS-style daily report of one entity ("country:KP", "asn:131279", "prefix:P") for one UTC day
+    (default: the day of the newest event), built by the same code as `blackout report`."""
+    if not entity or ":" not in entity:
+        raise QueryError("give entity=TYPE:CODE, e.g. entity=country:KP, asn:131279 or prefix:175.45.176.0/22", 400)
+    etype, code = entity.split(":", 1)
+    if etype not in ("country", "asn", "prefix"):
+        raise QueryError(f"entity type {etype!r} is not one of country, asn, prefix", 400)
+    attacks, outages = store.events("attacks"), store.events("outages")
+    if day is None:
+        starts = [e["start"] for e in attacks + outages]
+        if not starts:
+            raise QueryError("the store holds no events yet: run `blackout replay` or `collect` first", 404)
+        day = max(starts)[:10]
+    first = parse_time(day, "day")
+    if first is None:
+        raise QueryError("day must be a date such as 2014-12-22", 400)
+    begin = first - first % (86400 * US)
+    return report.build(
+        attacks, outages, etype, code.upper() if etype == "country" else code, begin, begin + 86400 * US
+    )
