@@ -10,12 +10,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from blackout.cli.demo import WATCH as DEMO_WATCH
+from blackout.cli.demo import demo_defaults
 from blackout.config import Config
 from blackout.pipeline import replay
 from blackout.store.duckdb_store import DuckDBStore
 from conftest import DATA
 
-WATCH = ["country:KP", "asn:131279", "prefix:175.45.176.0/22"]
+WATCH = DEMO_WATCH
 
 
 @dataclasses.dataclass
@@ -30,16 +32,9 @@ class Replayed:
 
 
 def config() -> Config:
-    """The issue's configuration: the RIR file of the time, the AS registry lines, the watched entities."""
-    return Config(
-        {
-            "enrich": {
-                "rir_files": [str(DATA / "rir/delegated-apnic-20141102.txt")],
-                "asnames_file": str(DATA / "asn/asnames.json.gz"),
-            },
-            "outage": {"watch": list(WATCH)},
-        }
-    )
+    """Exactly what `blackout demo` runs with: the RIR file of the time, the AS registry lines, the watched
+    entities, and its 10 s ticks (the scenario holds its published peak for two minutes)."""
+    return Config(demo_defaults(DATA))
 
 
 @functools.cache
