@@ -28,6 +28,7 @@ import pyarrow as pa
 from ..sources import DATAGRAM_DECODERS, DecodeContext
 
 RCVBUF = 64 << 20
+MAX_CHUNKS = 16  # chunks of up to chunk_datagrams waiting for the engine
 SWITCH_S = 0.0005  # measured at 120k datagrams/s for 3 s: kernel drops 0, 59k, 20k vs 154k, 48k, 61k at 5 ms
 # Python's socket module lacks SO_RCVBUFFORCE (Linux: 33), so without this the "force" path never ran and
 # the buffer stayed capped at net.core.rmem_max (4 MB here: ~1,700 export datagrams, a 40 ms burst at 40k/s).
@@ -108,7 +109,10 @@ class UdpCollector:
         self.flush_s = flush_s
         self.chunk_datagrams = chunk_datagrams
         self.stop = threading.Event()
-        self.chunks: queue.Queue[Chunk] = queue.Queue(maxsize=1024)
+        # At most max_chunks waiting for the engine: when it falls behind, the receiver blocks, the
+        # kernel buffer fills and the kernel drops (counted in the report) — memory stays bounded
+        # (1,024 chunks let a stalled engine queue gigabytes in the soak).
+        self.chunks: queue.Queue[Chunk] = queue.Queue(maxsize=MAX_CHUNKS)
         self.sockets = [open_socket(lst.host, lst.port) for lst in listeners]
         self.ports = [s.getsockname()[1] for s in self.sockets]  # the bound ports (port 0 = any free one)
         self.threads = [
