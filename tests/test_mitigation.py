@@ -198,6 +198,8 @@ def run_attack(
         assert present(speakers.rib(family)), "withdrawn before the hold time"
         wait_for(lambda: not present(speakers.rib(family)), hold + 15, "the withdrawal")
         assert time.monotonic() - ended >= hold
+        # the RIB can empty before the mitigator has counted its last withdrawal (one CLI call per rule)
+        wait_for(lambda: router.stats()["mitigation"]["active"] == 0, 10, "the mitigator's own count")
         stats = router.stats()["mitigation"]
         assert stats["announced"] == stats["withdrawn"] >= 1 and stats["active"] == 0
         assert stats["failed"] == 0, stats["last_error"]
