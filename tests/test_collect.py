@@ -64,30 +64,14 @@ def nfdump_totals(tmp: Path, pcap: Path, version: int) -> dict[str, int]:
     return totals
 
 
-def start_collect(tmp: Path, port: int) -> subprocess.Popen[str]:
+def start_collect(tmp: Path, port: int, *extra: str) -> subprocess.Popen[str]:
+    """`blackout collect` on 127.0.0.1:port, returned once its socket is bound."""
     exe = Path(sys.executable).with_name("blackout")
+    args = ["collect", "--netflow", str(port), "--bind", "127.0.0.1", "--json", "--db", str(tmp / "live.duckdb")]
+    args += ["--set", "store.keep_flows=true", "--set", "engine.lateness_s=5"]
+    args += list(extra) or ["--stats-interval", "3600"]
     proc = subprocess.Popen(
-        [
-            str(exe),
-            "collect",
-            "--netflow",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--json",
-            "--stats-interval",
-            "3600",
-            "--db",
-            str(tmp / "live.duckdb"),
-            "--set",
-            "store.keep_flows=true",
-            "--set",
-            "engine.lateness_s=5",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "CI": "1"},
+        [str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "CI": "1"}
     )
     assert proc.stderr is not None
     line = proc.stderr.readline()  # "listening on ..." once the socket is bound
@@ -120,30 +104,8 @@ def test_collector_stores_what_nfdump_stores(tmp_path: Path, version: int) -> No
 def test_stats_file_is_the_final_report(tmp_path: Path) -> None:
     """--stats-file leaves the same JSON the collector prints, for `serve --stats-file` to export."""
     port = free_port()
-    exe = Path(sys.executable).with_name("blackout")
     stats = tmp_path / "collect.json"
-    proc = subprocess.Popen(
-        [
-            str(exe),
-            "collect",
-            "--netflow",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--json",
-            "--db",
-            str(tmp_path / "s.duckdb"),
-            "--stats-file",
-            str(stats),
-            "--stats-interval",
-            "0.5",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "CI": "1"},
-    )
-    assert proc.stderr is not None and "listening" in proc.stderr.readline()
+    proc = start_collect(tmp_path, port, "--stats-file", str(stats), "--stats-interval", "0.5")
     softflowd(SYN, port, 9)
     report = stop_collect(proc)
     assert json.loads(stats.read_text()) == report
