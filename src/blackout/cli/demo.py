@@ -23,7 +23,7 @@ from ..pipeline import replay
 from ..scenario.kp2014 import SEED, plan
 from ..scenario.render import RENDER_VERSION, render
 from ..store import open_store
-from .common import progress
+from .common import add_config_args, progress
 from .events_cmd import print_attacks, print_outages
 from .replay import print_summary, run_summary
 
@@ -47,15 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="folder of the bundled data (default: the repository's tests/data)")
     p.add_argument("--no-serve", action="store_true", help="print the results and exit instead of serving")
     p.add_argument("--port", type=int, default=8080, help="dashboard port on 127.0.0.1 (default 8080)")
-    p.add_argument("--config", metavar="FILE", help="TOML configuration over the demo's defaults")
-    p.add_argument(
-        "--set",
-        metavar="SECTION.KEY=VALUE",
-        action="append",
-        default=[],
-        dest="overrides",
-        help="override one option, e.g. --set ddos.threshold_pps=500",
-    )
+    add_config_args(p)  # over the demo's own defaults (demo_defaults)
     p.set_defaults(func=run)
 
 
