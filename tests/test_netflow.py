@@ -35,6 +35,7 @@ from blackout.model import FLOW_SCHEMA
 from blackout.sources.base import DecodeContext
 from blackout.sources.netflow import DATAGRAM, NetflowFile
 from conftest import DATA, need_tool
+from test_collect import nfdump_totals
 
 PAYLOADS = DATA / "flow" / "payloads"
 sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
@@ -394,32 +395,6 @@ def softflowd_export(version: int) -> list[bytes]:
     return importlib.import_module("bench_netflow").capture(version)
 
 
-def nfdump_totals(version: int, tmp: Path) -> dict[str, int]:
-    """nfcapd receives the same softflowd export; nfdump -I gives flows, packets and bytes."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    need_tool("nfdump")
-    nfcapd = subprocess.Popen(
-        [need_tool("nfcapd"), "-b", "127.0.0.1", "-p", str(port), "-w", str(tmp), "-B", "8388608", "-t", "3600"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(1.0)
-        cmd = ["timeout", "60", "softflowd", "-r", str(SYNFLOOD), "-n", f"127.0.0.1:{port}", "-v", str(version)]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1.0)
-    finally:
-        nfcapd.terminate()
-        nfcapd.wait(timeout=30)
-    files = [f for f in tmp.iterdir() if f.name.startswith("nfcapd.") and f.name[7:].isdigit()]
-    assert len(files) == 1
-    info = subprocess.run(["nfdump", "-r", str(files[0]), "-I"], capture_output=True, text=True, check=True).stdout
-    got = dict(re.findall(r"^(\w+): (\d+)$", info, re.M))
-    return {"flows": int(got["Flows"]), "packets": int(got["Packets"]), "bytes": int(got["Bytes"])}
-
-
 @pytest.mark.parametrize("version", [5, 9, 10])
 def test_softflowd_export_totals_match_nfdump(version: int, tmp_path: Path) -> None:
     """softflowd exporting the SYN flood: blackout's flow, packet and byte totals equal nfdump's."""
@@ -432,7 +407,7 @@ def test_softflowd_export_totals_match_nfdump(version: int, tmp_path: Path) -> N
         "bytes": int(np.sum(batch.column("bytes").to_numpy())),
     }
     assert ctx.errors.total == 0 and ctx.counters[("127.0.0.1", "template_misses")] == 0
-    assert ours == nfdump_totals(version, tmp_path)
+    assert ours == nfdump_totals(tmp_path, SYNFLOOD, version)
     assert set(batch.column("protocol").to_pylist()) == {6} and batch.num_rows > 1000
 
 
