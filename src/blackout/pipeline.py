@@ -20,6 +20,7 @@ from .detect.base import Detector
 from .detect.ddos import DdosDetector
 from .detect.ddos_config import DdosConfig
 from .detect.outage import OutageDetector, outage_detectors
+from .detect.telescope import telescope_detectors
 from .engine import Engine, EngineConfig, RunStats, Source
 from .enrich.enricher import EnrichConfig, RoutingEnricher
 from .enrich.routing import RoutingConfig, RoutingState
@@ -99,7 +100,9 @@ def build_detectors(config: Config) -> list[Detector]:
     tracker, outage = outage_detectors(config, enricher)
     assert isinstance(outage, OutageDetector)
     attacks = AttackTap(DdosDetector(config.section("ddos", DdosConfig), enricher))
-    return [tracker, attacks, Attributor(outage, attacks, enricher, config.section("explain", VerdictConfig))]
+    attributor = Attributor(outage, attacks, enricher, config.section("explain", VerdictConfig))
+    tick_s = config.section("engine", EngineConfig).tick_s
+    return [tracker, attacks, attributor, *telescope_detectors(config, enricher, tick_s)]
 
 
 def flow_keeper(store: DuckDBStore) -> Callable[[Source, pa.RecordBatch], None]:
