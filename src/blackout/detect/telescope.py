@@ -206,10 +206,15 @@ class TelescopeDetector:
         out["id"] = event_id("attack", f"{RULE}:{rec['target']}", rec["start"])
         for key in ("peak_bps", "peak_pps", "total_bytes", "total_packets"):
             out[key] = rec[key] * self.scale
-        out["vectors"] = [{"name": VECTOR_NAMES[v["name"]], "share": v["share"]} for v in rec["vectors"]]
+        out["vectors"] = [{"name": telescope_vector(v["name"]), "share": v["share"]} for v in rec["vectors"]]
         out["spoofing"] = 1.0  # backscatter exists because the sources were spoofed
         out["rule"] = RULE
         return out
+
+
+def telescope_vector(ddos_name: str) -> str:
+    """The telescope's name for the flood a reversed row's DDoS vector describes."""
+    return VECTOR_NAMES.get(ddos_name, f"spoofed_{ddos_name}")
 
 
 def telescope_detectors(config: Config, enricher: Enricher, tick_s: float) -> list[Detector]:
