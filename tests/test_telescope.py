@@ -12,11 +12,15 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
+import socket
 import subprocess
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import netflow
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -28,6 +32,7 @@ from blackout.errors import ConfigError
 from blackout.model import FLOW_SCHEMA, Kind
 from blackout.pipeline import build_detectors
 from blackout.sources import FILE_DECODERS, DecodeContext, detect_format, read_input
+from blackout.sources.netflow import DATAGRAM
 from conftest import DATA, need_tool
 from test_cli import blackout
 
@@ -79,6 +84,11 @@ def backscatter_sources(path: Path, dark: str) -> dict[str, list[tuple[float, st
 
 def run(path: Path, overrides: list[str]) -> list[dict[str, Any]]:
     """The final attack records of a TelescopeDetector over blackout's decoding of the capture (1 s ticks)."""
+    data = read_input(str(path))
+    return run_flows(FILE_DECODERS[detect_format(str(path), data)].read(str(path), data, DecodeContext()), overrides)
+
+
+def run_flows(batches: Iterable[pa.RecordBatch], overrides: list[str], lateness_s: float = 5.0) -> list[dict[str, Any]]:
     det = TelescopeDetector(Config.load(overrides=overrides).section("telescope", TelescopeConfig), NoEnrichment())
     latest: dict[str, dict[str, Any]] = {}
 
@@ -86,12 +96,26 @@ def run(path: Path, overrides: list[str]) -> list[dict[str, Any]]:
         for rec in events.get("attacks", []):
             latest[rec["id"]] = rec
 
-    data = read_input(str(path))
-    batches = FILE_DECODERS[detect_format(str(path), data)].read(str(path), data, DecodeContext())
-    Engine([det], sink=sink, config=EngineConfig(tick_s=1.0, lateness_s=5.0)).run(
-        [Source(path.name, Kind.FLOW, batches)], close_open=True
+    Engine([det], sink=sink, config=EngineConfig(tick_s=1.0, lateness_s=lateness_s)).run(
+        [Source("flows", Kind.FLOW, batches)], close_open=True
     )
     return sorted(latest.values(), key=lambda r: (r["start"], r["target"]))
+
+
+def softflowd_v5(pcap: Path) -> list[bytes]:
+    """softflowd's NetFlow v5 export of the capture, received on 127.0.0.1 (it exits at the end of the file)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        cmd = [need_tool("softflowd"), "-r", str(pcap), "-n", f"127.0.0.1:{sock.getsockname()[1]}", "-v", "5"]
+        proc = subprocess.Popen(["timeout", "60", *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out: list[bytes] = []
+        sock.settimeout(1.0)
+        while True:
+            try:
+                out.append(sock.recv(65535))
+            except TimeoutError:
+                if proc.poll() is not None:
+                    return out
 
 
 def window_rate(times: list[float], window_s: float = 60.0) -> float:
@@ -177,6 +201,29 @@ def test_moore_thresholds_on_a_slow_reflection() -> None:
     assert rec["start"] == int(min(ts)) * US and rec["end"] == (int(max(ts)) + 1) * US
     assert rec["total_packets"] == len(ts) * 2**24
     assert rec["vectors"] == [{"name": "spoofed_syn_flood", "share": 1.0}]
+
+
+def test_netflow_from_softflowd_with_the_netflow_package_as_oracle() -> None:
+    """Flow records (flags OR-ed over each flow, packets counted at its start) into the dark /24."""
+    datagrams = softflowd_v5(SLOW)
+    want: Counter[str] = Counter()
+    net = ipaddress.ip_network(DARK24)
+    for d in datagrams:
+        for flow in netflow.v5.V5ExportPacket(d).flows:
+            f = flow.data
+            flags, tcp = f["TCP_FLAGS"], f["PROTO"] == 6
+            backscatter = tcp and ((flags & 0x10 and flags & 0x06) or (flags & 0x04 and not flags & 0x10))
+            if backscatter and ipaddress.ip_address(f["IPV4_DST_ADDR"]) in net:
+                want[str(ipaddress.ip_address(f["IPV4_SRC_ADDR"]))] += f["IN_PACKETS"]
+    ctx = DecodeContext()
+    batch = DATAGRAM.decode(datagrams, ["127.0.0.1"] * len(datagrams), np.zeros(len(datagrams), np.int64), ctx)
+    assert ctx.errors.total == 0 and batch.num_rows > 300
+    flows = pa.Table.from_batches([batch]).sort_by("ts")  # exports come in flow-end order
+    records = run_flows(flows.to_batches(), [f'telescope.prefixes=["{DARK24}"]', *EVERY_FLOW], lateness_s=900.0)
+    got: Counter[str] = Counter()
+    for rec in records:
+        got[rec["target"]] += rec["total_packets"] / 2**24
+    assert got == want and len(want) > 5
 
 
 def test_a_plain_syn_flood_into_dark_space_names_nobody() -> None:

@@ -29,6 +29,11 @@ commonly quoted from the paper; its text could not be re-read where this was
 written, so they are options.  Unlike the paper, flows are keyed on the victim
 alone (not victim and protocol): one attack record per victim, with vectors.
 
+Flow exports count a flow's packets at its start, so rates at the telescope
+from NetFlow/IPFIX are burstier than from packets and pass the 0.5 pps rule
+more easily (StopDDoS' slow SYN-ACK reflection: one victim from the pcap, two
+from softflowd's NetFlow v5 of it).
+
 Only IPv4: uniform spoofing over 2^128 addresses would leave any IPv6 telescope
 dark.  Rates, bytes and packets in the records are scaled; bytes are the
 victim's answers, not the flood's.  ``unique_sources`` and ``top_sources`` are
