@@ -35,6 +35,7 @@ from blackout.sources import FILE_DECODERS, DecodeContext, detect_format, read_i
 from blackout.sources.netflow import DATAGRAM
 from conftest import DATA, need_tool
 from test_cli import blackout
+from test_collect import softflowd
 
 STOPDDOS = DATA / "pcap/stopddos"
 SYNACK = STOPDDOS / "amp.TCP.reflection.SYNACK.pcap"  # 0.15 s of reflected SYN-ACK, RST, ICMP to 10.10.10.10
@@ -103,19 +104,18 @@ def run_flows(batches: Iterable[pa.RecordBatch], overrides: list[str], lateness_
 
 
 def softflowd_v5(pcap: Path) -> list[bytes]:
-    """softflowd's NetFlow v5 export of the capture, received on 127.0.0.1 (it exits at the end of the file)."""
+    """softflowd's NetFlow v5 export of the capture, received on 127.0.0.1 (it has exited when softflowd returns)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         sock.bind(("127.0.0.1", 0))
-        cmd = [need_tool("softflowd"), "-r", str(pcap), "-n", f"127.0.0.1:{sock.getsockname()[1]}", "-v", "5"]
-        proc = subprocess.Popen(["timeout", "60", *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        softflowd(pcap, sock.getsockname()[1], 5)
+        sock.setblocking(False)
         out: list[bytes] = []
-        sock.settimeout(1.0)
         while True:
             try:
                 out.append(sock.recv(65535))
-            except TimeoutError:
-                if proc.poll() is not None:
-                    return out
+            except BlockingIOError:
+                return out
 
 
 def window_rate(times: list[float], window_s: float = 60.0) -> float:
