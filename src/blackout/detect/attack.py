@@ -18,8 +18,9 @@ import pyarrow as pa
 from .. import addr
 from ..enrich.base import Enricher
 from . import spoofing
+from .roles import role_of
 from .sketch import SparseCounter, address_keys, group_keys, smallest_distinct
-from .vectors import DIRECT_PORTED, FALLBACK, N_VECTORS, REFLECTED, classify, role_of, vector_shares
+from .vectors import DIRECT_PORTED, FALLBACK, N_VECTORS, REFLECTED, classify, vector_shares
 
 TOP = 10  # entries kept in top_sources, source_countries, source_asns
 SRC_PK, SRC_RAW, SRC_FLAG = 0, 1, 2  # columns of the per-source counter

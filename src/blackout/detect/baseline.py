@@ -11,7 +11,9 @@ checked against the exact address words).  A slot holds:
   as zeros).  ``normal = mean + 3·std``.  While the target is under attack or
   its rate is flagged, ticks are *inpainted* (left out, so an attack does not
   poison its own baseline); after ``baseline_max_inpaint_s`` of that the new
-  level is accepted as normal, as IODA does.
+  level is accepted as normal, as IODA does;
+* the role evidence of :mod:`.roles` (packets served from / asked on each
+  service port; float32, N_ROLES each).
 
 Memory is bounded by ``max_targets`` slots: when full, the least recently seen
 targets that are not under attack are evicted; targets that find no slot are
@@ -21,6 +23,8 @@ counted in ``untracked`` and not watched that tick.
 from __future__ import annotations
 
 import numpy as np
+
+from .roles import N_ROLES
 
 BASE = 2  # baseline metrics: pps, bps
 
@@ -56,6 +60,8 @@ class TargetState:
             self.ewma_us = np.zeros(0, np.int64)
             self.inpaint_since = np.zeros(0, np.int64)
             self.live = np.zeros(0, bool)
+            self.served = np.zeros((0, N_ROLES), np.float32)
+            self.asked = np.zeros((0, N_ROLES), np.float32)
             return
         self.free = np.concatenate([np.arange(self.size + n - 1, self.size - 1, -1, dtype=np.int64), self.free])
         self.size += n
@@ -63,6 +69,7 @@ class TargetState:
         self.last_us, self.base_us, self.ewma_us = grow(self.last_us, 0), grow(self.base_us, 0), grow(self.ewma_us, -1)
         self.ewma, self.m1, self.m2 = grow(self.ewma, 0.0), grow(self.m1, 0.0), grow(self.m2, 0.0)
         self.inpaint_since, self.live = grow(self.inpaint_since, -1), grow(self.live, False)
+        self.served, self.asked = grow(self.served, 0.0), grow(self.asked, 0.0)
 
     def __len__(self) -> int:
         return len(self.index_keys)
@@ -102,6 +109,18 @@ class TargetState:
         self.last_us[slots[slots >= 0]] = start_us
         return slots
 
+    def find(self, keys: np.ndarray, hi: np.ndarray, lo: np.ndarray, tag: int) -> np.ndarray:
+        """Slot of each target that already has one (-1 for the others); creates nothing."""
+        slots = np.full(len(keys), -1, dtype=np.int64)
+        if not len(self.index_keys) or not len(keys):
+            return slots
+        pos = np.minimum(np.searchsorted(self.index_keys, keys), len(self.index_keys) - 1)
+        hit = self.index_keys[pos] == keys
+        cand = self.index_slots[pos[hit]]
+        exact = (self.hi[cand] == hi[hit]) & (self.lo[cand] == lo[hit]) & (self.tag[cand] == tag)
+        slots[np.flatnonzero(hit)[exact]] = cand[exact]
+        return slots
+
     def _take(self, n: int, protect: np.ndarray) -> np.ndarray:
         if len(self.free) < n and self.size < self.max_targets:
             self._alloc(min(self.max_targets - self.size, max(n - len(self.free), self.size, 1024)))
@@ -136,6 +155,8 @@ class TargetState:
         self.ewma_us[slots] = -1
         self.inpaint_since[slots] = -1
         self.live[slots] = False
+        self.served[slots] = 0.0
+        self.asked[slots] = 0.0
 
     # --------------------------------------------------------- smoothing
     def smooth(self, slots: np.ndarray, raw: np.ndarray, start_us: int, tick_us: int, average_s: float) -> np.ndarray:

@@ -44,7 +44,8 @@ from .base import Tick
 from .baseline import TargetState
 from .ddos_config import RULE_METRIC, RULES, DdosConfig, check, host_groups, prefix_thresholds, thresholds
 from .rates import GROUP, HOST, M, PrefixMatcher, aggregate, target_text
-from .sketch import group_keys
+from .roles import add_evidence, evidence_role, service_rows
+from .sketch import address_keys, group_keys
 
 BASE_METRICS = [M["pps"], M["bps"]]
 RULE_NAMES = [r[0] for r in RULES] + ["baseline_pps", "baseline_mbps"]
@@ -108,6 +109,7 @@ class DdosDetector:
         if self.first_us is None:
             self.first_us = tick.start_us
         flows = tick.flows
+        self._learn_served(flows)
         if self.networks and flows.num_rows:
             hi, lo = addr.words(flows.column("dst_addr"))
             flows = flows.filter(pa.array(self.networks.match(hi, lo) >= 0))
@@ -150,6 +152,7 @@ class DdosDetector:
             self._baseline(slots[hosts], raw[hosts], smooth[hosts], hot, fire, hosts, start, tick_us)
         hot_any: np.ndarray = np.asarray(hot.any(axis=1))
         fire_any: np.ndarray = np.asarray(fire.any(axis=1))
+        self._learn_asked(flows, agg, slots, tracked, hot_any | self.state.live[slots])
         for j in np.flatnonzero(hot_any & ~self.state.live[slots]).tolist():
             self._open(int(slots[j]), agg, int(tracked[j]), start)
         live = np.flatnonzero(self.state.live[slots])
@@ -168,6 +171,26 @@ class DdosDetector:
                     self._emit(ep, None, tick.end_us)
             if ep.rule is not None and tick.end_us - ep.emitted_us >= cfg.update_every_s * 1e6:
                 self._emit(ep, None, tick.end_us)
+
+    def _learn_served(self, flows: pa.Table) -> None:
+        """Role evidence: tracked hosts answering from a service port (wherever the answer goes)."""
+        if not flows.num_rows or not len(self.state):
+            return
+        roles = service_rows(flows, "src_port")
+        rows = np.flatnonzero(roles >= 0)
+        if len(rows):
+            hi, lo = addr.words(flows.column("src_addr").take(pa.array(rows)).combine_chunks())
+            slots = self.state.find(address_keys(hi, lo), hi, lo, HOST)
+            add_evidence(self.state.served, slots, roles[rows], _packets(flows)[rows])
+
+    def _learn_asked(self, flows: pa.Table, agg: Any, slots: np.ndarray, tracked: np.ndarray, busy: np.ndarray) -> None:
+        """Role evidence: exchanges on a service port toward hosts neither attacked nor hot this tick."""
+        n_hosts = len(agg.host_prefix)
+        host_slot = np.full(n_hosts, -1, dtype=np.int64)
+        quiet = (tracked < n_hosts) & ~busy
+        host_slot[tracked[quiet]] = slots[quiet]
+        roles = service_rows(flows, "dst_port")
+        add_evidence(self.state.asked, host_slot[agg.row_host], roles, _packets(flows))
 
     def _profiles(self, tag: np.ndarray, group: np.ndarray) -> np.ndarray:
         """Threshold profile of each target (see __init__)."""
@@ -275,8 +298,17 @@ class DdosDetector:
             "rule": ep.rule,
         }
         record.update(ep.stats.fields())
+        if ep.tag == HOST:  # what the host serves outranks what the attack aimed at
+            served = evidence_role(self.state.served[ep.slot], self.state.asked[ep.slot])
+            record["target_role"] = served or record["target_role"]
         self.out[record["id"]] = record
         ep.emitted_us = now_us
+
+
+def _packets(flows: pa.Table) -> np.ndarray:
+    """Sampling-corrected packets per row (rate 0 = unknown counts as 1)."""
+    rate = np.maximum(flows.column("sampling_rate").to_numpy().astype(np.float64), 1.0)
+    return flows.column("packets").to_numpy().astype(np.float64) * rate
 
 
 def attacks_summary(records: list[dict[str, Any]], top: int = 10) -> dict[str, Any]:

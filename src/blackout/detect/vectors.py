@@ -1,4 +1,4 @@
-"""Attack vectors and target roles: what kind of packets an attack is made of, named as operators name them.
+"""Attack vectors: what kind of packets an attack is made of, named as operators name them.
 
 Each flow row gets exactly one vector code (so the shares of an attack add up
 to 1), checked in this order:
@@ -86,21 +86,6 @@ _UDP_LUT = np.full(65536, UDP_FLOOD, dtype=np.uint8)
 for _i, _port in enumerate(_AMP_PORTS):
     _UDP_LUT[_port] = len(BASE_VECTORS) + _i
 
-# destination port -> role of the target
-ROLE_PORTS: dict[int, str] = {
-    80: "web",
-    443: "web",
-    8080: "web",
-    8443: "web",
-    53: "dns",
-    25: "mail",
-    465: "mail",
-    587: "mail",
-    123: "ntp",
-    179: "bgp",
-}
-ROLE_MIN_SHARE = 0.2  # the top port must carry this share of direct packets to name a role
-
 
 def classify(
     protocol: np.ndarray,
@@ -138,21 +123,3 @@ def vector_shares(packets: np.ndarray, min_share: float = 0.05) -> list[dict[str
     shares = packets / total
     order = np.lexsort((np.arange(len(shares)), -shares))
     return [{"name": VECTORS[i], "share": float(shares[i])} for i in order if shares[i] >= min_share]
-
-
-def role_of(ports: np.ndarray, packets: np.ndarray) -> str:
-    """The target's role from the destination ports of the direct attack traffic.
-
-    The most-hit port must carry at least ROLE_MIN_SHARE of those packets (a
-    flood to random ports names no role).  Reflected traffic is left out by
-    the caller: its destination port is whatever the attacker spoofed as the
-    requests' source port, random in practice, so it says nothing about the victim.
-    """
-    total = float(packets.sum())
-    if total <= 0:
-        return "other"
-    order = np.lexsort((ports, -packets))
-    top = int(order[0])
-    if packets[top] / total < ROLE_MIN_SHARE:
-        return "other"
-    return ROLE_PORTS.get(int(ports[top]), "other")
