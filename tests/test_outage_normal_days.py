@@ -33,6 +33,8 @@ from blackout.pipeline import Inputs, build_detectors
 from blackout.sources import DecodeContext
 from conftest import DATA
 
+# ~35 s on a loaded machine: bgpdump of the 500k-line RIB (run in a thread beside the replay) and the replay
+pytestmark = pytest.mark.slow
 RRC06_2014 = MRT / "ris.rrc06.updates.1401488100.gz"
 RRC06_2015 = MRT / "ris.rrc06.updates.1427846400.gz"
 FILES = [JINX_RIB, JINX_UPDATES, RRC06_2014, RRC06_2015]
