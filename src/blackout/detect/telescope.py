@@ -34,6 +34,10 @@ from NetFlow/IPFIX are burstier than from packets and pass the 0.5 pps rule
 more easily (StopDDoS' slow SYN-ACK reflection: one victim from the pcap, two
 from softflowd's NetFlow v5 of it).
 
+Peaks are per tick × the scale, so their resolution is the scale: one packet
+in a 1 s tick at a /24 telescope is 2^24 pps.  Moore et al. used /8 (scale
+256); with a small telescope, total_packets / (end − start) is the better rate.
+
 Only IPv4: uniform spoofing over 2^128 addresses would leave any IPv6 telescope
 dark.  Rates, bytes and packets in the records are scaled; bytes are the
 victim's answers, not the flood's.  ``unique_sources`` and ``top_sources`` are
