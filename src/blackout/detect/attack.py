@@ -18,9 +18,10 @@ import pyarrow as pa
 from .. import addr
 from ..enrich.base import Enricher
 from . import spoofing
+from .reflection import PortReflections
 from .roles import role_of
 from .sketch import SparseCounter, address_keys, group_keys, smallest_distinct
-from .vectors import DIRECT_PORTED, FALLBACK, N_VECTORS, REFLECTED, classify, vector_shares
+from .vectors import DIRECT_PORTED, FALLBACK, N_VECTORS, REFLECTED, UDP_FLOOD, classify, vector_shares
 
 TOP = 10  # entries kept in top_sources, source_countries, source_asns
 SRC_PK, SRC_RAW, SRC_FLAG = 0, 1, 2  # columns of the per-source counter
@@ -37,7 +38,9 @@ class AttackRows:
     packets: np.ndarray  # sampling-corrected
     raw_packets: np.ndarray
     bytes: np.ndarray  # sampling-corrected
+    src_port: np.ndarray
     dst_port: np.ndarray
+    size: np.ndarray  # bytes per packet of the row
     ttl: np.ndarray
     sampled: np.ndarray
     flag: np.ndarray  # source is a bogon or (routing known) unrouted
@@ -67,6 +70,7 @@ class AttackRows:
         routing_known = bool(routed.any())
         flag = spoofing.bogon(hi[first], lo[first]) | (routing_known & ~routed)
         packed = _pack_countries(info.country)
+        raw_bytes = t.column("bytes").to_numpy().astype(np.float64)
         return cls(
             hi,
             lo,
@@ -74,8 +78,10 @@ class AttackRows:
             vec,
             raw * rate,
             raw,
-            t.column("bytes").to_numpy().astype(np.float64) * rate,
+            raw_bytes * rate,
+            src_port,
             dst_port,
+            raw_bytes / np.maximum(raw, 1.0),
             t.column("ttl").to_numpy(),
             rate > 1,
             flag[inv],
@@ -87,7 +93,7 @@ class AttackRows:
 class AttackStats:
     """Running totals of one attack (or of one tick of it)."""
 
-    def __init__(self, max_sources: int, min_sources: int) -> None:
+    def __init__(self, max_sources: int, min_sources: int, reflection_min_bytes: float = 200.0) -> None:
         self.min_sources = min_sources
         self.packets = 0.0
         self.bytes = 0.0
@@ -95,6 +101,7 @@ class AttackStats:
         self.peak_bps, self.peak_bps_at = 0.0, 0
         self.vectors = np.zeros(N_VECTORS, dtype=np.float64)
         self.reflectors: dict[int, np.ndarray] = {}  # reflected vector -> its smallest source keys
+        self.other_ports = PortReflections(min_sources, reflection_min_bytes)  # udp_reflection:<port>
         self.sources = SparseCounter(columns=3, tags=2, cap=max_sources)
         self.ports = SparseCounter()
         self.countries = SparseCounter()
@@ -114,6 +121,9 @@ class AttackStats:
         for code in np.unique(vec[REFLECTED[vec]]).tolist():
             got = self.reflectors.get(code, np.zeros(0, np.uint64))
             self.reflectors[code] = smallest_distinct(got, keys[vec == code], self.min_sources)
+        udp = vec == UDP_FLOOD
+        if udp.any():
+            self.other_ports.add(rows.src_port[sel][udp], rows.size[sel][udp], keys[udp], pk[udp])
         cols = np.stack([pk, rows.raw_packets[sel], rows.flag[sel].astype(np.float64)], axis=1)
         self.sources.add(keys, cols, np.stack([rows.src_hi[sel], rows.src_lo[sel]], axis=1))
         direct = DIRECT_PORTED[vec]
@@ -141,6 +151,7 @@ class AttackStats:
         for code, keys in other.reflectors.items():
             got = self.reflectors.get(code, np.zeros(0, np.uint64))
             self.reflectors[code] = smallest_distinct(got, keys, self.min_sources)
+        self.other_ports.merge(other.other_ports)
         self.sources.merge(other.sources)
         for mine, theirs in ((self.ports, other.ports), (self.countries, other.countries), (self.asns, other.asns)):
             mine.merge(theirs)
@@ -148,14 +159,17 @@ class AttackStats:
         self.sampled = self.sampled or other.sampled
 
     # ------------------------------------------------------------ record
-    def final_vectors(self) -> np.ndarray:
-        """Packets per vector, reflection vectors with too few sources moved to their direct fallback."""
+    def final_vectors(self) -> tuple[np.ndarray, dict[int, float]]:
+        """Packets per vector (reflection vectors with too few sources moved to their direct fallback),
+        and the udp_flood packets that are udp_reflection:<port> instead, by port."""
         out = self.vectors.copy()
         for code in np.flatnonzero(REFLECTED & (out > 0)).tolist():
             if len(self.reflectors.get(code, ())) < self.min_sources:
                 out[FALLBACK[code]] += out[code]
                 out[code] = 0.0
-        return out
+        other = self.other_ports.reflected()
+        out[UDP_FLOOD] = max(out[UDP_FLOOD] - sum(other.values()), 0.0)
+        return out, other
 
     def unique_sources(self) -> int:
         """Exact while under the cap, HyperLogLog after."""
@@ -163,9 +177,9 @@ class AttackStats:
 
     def fields(self) -> dict[str, Any]:
         """The record fields that come from traffic (everything but identity, target and times)."""
-        vec = self.final_vectors()
+        vec, other = self.final_vectors()
         total = self.packets if self.packets > 0 else 1.0
-        reflected = float(vec[REFLECTED].sum()) / total
+        reflected = (float(vec[REFLECTED].sum()) + sum(other.values())) / total
         src = self.sources
         n = len(src)
         single = int(np.count_nonzero(src.sums[:, SRC_RAW] <= 1)) if src.exact and not self.sampled else None
@@ -182,7 +196,7 @@ class AttackStats:
             "peak_pps_at": self.peak_pps_at,
             "total_bytes": self.bytes,
             "total_packets": self.packets,
-            "vectors": vector_shares(vec),
+            "vectors": vector_shares(vec, other),
             "unique_sources": self.unique_sources(),
             "source_countries": [
                 {"country": _country(int(k)), "share": s / total} for k, s in _top_known(self.countries)

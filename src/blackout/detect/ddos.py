@@ -238,7 +238,7 @@ class DdosDetector:
     def _open(self, slot: int, agg: Any, t: int, start: int) -> None:
         hi, lo, tag = int(agg.hi[t]), int(agg.lo[t]), int(agg.tag[t])
         text = target_text(hi, lo, tag, [g.name for g in self.groups])
-        stats = AttackStats(self.cfg.max_sources_exact, self.cfg.amplification_min_sources)
+        stats = self._new_stats()
         address = hi.to_bytes(8, "big") + lo.to_bytes(8, "big")
         self.episodes[slot] = Episode(slot, text, tag, address, start, stats, last_hot_end=start)
         self.state.live[slot] = True
@@ -254,7 +254,6 @@ class DdosDetector:
         order = np.argsort(owner, kind="stable")
         bounds = np.searchsorted(owner[order], targets)
         ends = np.searchsorted(owner[order], targets, side="right")
-        cfg = self.cfg
         for (slot, i), lo, hi in zip(present.items(), bounds.tolist(), ends.tolist(), strict=True):
             ep = self.episodes[slot]
             sel = pos[order[lo:hi]]
@@ -268,8 +267,12 @@ class DdosDetector:
                 ep.last_hot_end = tick.end_us
             else:
                 if ep.pending is None:
-                    ep.pending = AttackStats(cfg.max_sources_exact, cfg.amplification_min_sources)
+                    ep.pending = self._new_stats()
                 ep.pending.add_tick(bundle, sel, tick.start_us, pps, bps)
+
+    def _new_stats(self) -> AttackStats:
+        cfg = self.cfg
+        return AttackStats(cfg.max_sources_exact, cfg.amplification_min_sources, cfg.reflection_min_bytes)
 
     def _age(self, now_us: int) -> None:
         if self.tick_us is None:

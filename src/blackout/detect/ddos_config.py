@@ -84,6 +84,9 @@ class DdosConfig:
     max_targets: int = 200000
     max_sources_exact: int = 1000000  # past this many sources an attack counts them with HyperLogLog
     amplification_min_sources: int = 10  # fewer distinct sources: not a reflection
+    # UDP from a source port outside the amplifier table is udp_reflection:<port> with enough sources
+    # and at least this many bytes per packet (reflectors amplify; see detect/reflection.py)
+    reflection_min_bytes: float = 200.0
     update_every_s: float = 10.0  # re-emit a running attack's record at most this often (event time)
 
 

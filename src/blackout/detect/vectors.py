@@ -11,7 +11,9 @@ to 1), checked in this order:
    SYN+ACK without data flags (PSH/FIN) → ``synack_reflection``; RST → ``rst_flood``;
    ACK (±PSH) without SYN/RST/FIN → ``ack_flood``; anything else → ``tcp_flood``.
 3. UDP from a known amplifier source port → ``<service>_amplification``
-   (US-CERT TA14-017A names), other UDP → ``udp_flood``.
+   (US-CERT TA14-017A names), other UDP → ``udp_flood``, or, when many
+   sources send large packets from one other service port,
+   ``udp_reflection:<port>`` (decided per attack in :mod:`.reflection`).
 4. ICMP and ICMPv6 → ``icmp_flood``; any other protocol → ``ip_flood`` (sflow-rt's name).
 
 Reflection vectors (``synack_reflection`` and the amplifications) also need
@@ -115,11 +117,19 @@ def classify(
     return code
 
 
-def vector_shares(packets: np.ndarray, min_share: float = 0.05) -> list[dict[str, object]]:
-    """[{name, share}] of the vectors with at least min_share of the packets, largest first."""
-    total = float(packets.sum())
+def vector_shares(
+    packets: np.ndarray, other_ports: dict[int, float] | None = None, min_share: float = 0.05
+) -> list[dict[str, object]]:
+    """[{name, share}] of the vectors with at least min_share of the packets, largest first.
+
+    ``other_ports`` adds ``udp_reflection:<port>`` vectors (packets by source port, see :mod:`.reflection`).
+    """
+    extra = sorted((other_ports or {}).items())
+    names = [*VECTORS, *(f"udp_reflection:{port}" for port, _ in extra)]
+    values = np.concatenate([packets, np.array([v for _, v in extra], dtype=np.float64)])
+    total = float(values.sum())
     if total <= 0:
         return []
-    shares = packets / total
+    shares = values / total
     order = np.lexsort((np.arange(len(shares)), -shares))
-    return [{"name": VECTORS[i], "share": float(shares[i])} for i in order if shares[i] >= min_share]
+    return [{"name": names[i], "share": float(shares[i])} for i in order if shares[i] >= min_share]
