@@ -17,7 +17,7 @@ import subprocess
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import netflow
 import numpy as np
@@ -46,8 +46,14 @@ EVERY_FLOW = ["telescope.min_pps=0", "telescope.min_packets=0", "telescope.min_d
 US = 1_000_000
 
 
+class Packet(NamedTuple):
+    t: float
+    kind: str
+    port: int | None  # TCP source port (the port the victim answered from)
+
+
 @functools.cache
-def tshark_backscatter(path: Path, dark: str) -> dict[str, list[tuple[float, str]]]:
+def tshark_backscatter(path: Path, dark: str) -> dict[str, list[Packet]]:
     """Per source: (time, kind) of each packet it sent into the dark prefix that is backscatter, per tshark.
 
     Outer headers only (an ICMP error quotes an inner IP and TCP header). Kinds:
@@ -56,13 +62,13 @@ def tshark_backscatter(path: Path, dark: str) -> dict[str, list[tuple[float, str
     out = subprocess.run(
         [need_tool("tshark"), "-n", "-r", str(path), "-Y", "ip", "-T", "fields", "-E", "separator=|",
          "-E", "occurrence=f", "-e", "frame.time_epoch", "-e", "ip.src", "-e", "ip.dst", "-e", "ip.proto",
-         "-e", "tcp.flags", "-e", "icmp.type"],
+         "-e", "tcp.flags", "-e", "icmp.type", "-e", "tcp.srcport"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     net = ipaddress.ip_network(dark)
-    found: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    found: dict[str, list[Packet]] = defaultdict(list)
     for line in out.splitlines():
-        t, src, dst, proto, flags_hex, icmp_type = line.split("|")
+        t, src, dst, proto, flags_hex, icmp_type, sport = line.split("|")
         if ipaddress.ip_address(dst) not in net:
             continue
         kind = "other"
@@ -74,13 +80,13 @@ def tshark_backscatter(path: Path, dark: str) -> dict[str, list[tuple[float, str
                 kind = "ack"
         elif proto == "1":
             kind = {"0": "echo", "3": "error", "4": "error", "11": "error", "12": "error"}.get(icmp_type, "other")
-        found[src].append((float(t), kind))
+        found[src].append(Packet(float(t), kind, int(sport) if proto == "6" else None))
     return dict(found)
 
 
-def backscatter_sources(path: Path, dark: str) -> dict[str, list[tuple[float, str]]]:
-    return {s: [p for p in pk if p[1] != "other"] for s, pk in tshark_backscatter(path, dark).items() if any(
-        p[1] != "other" for p in pk)}  # fmt: skip
+def backscatter_sources(path: Path, dark: str) -> dict[str, list[Packet]]:
+    return {s: [p for p in pk if p.kind != "other"] for s, pk in tshark_backscatter(path, dark).items() if any(
+        p.kind != "other" for p in pk)}  # fmt: skip
 
 
 def run(path: Path, overrides: list[str]) -> list[dict[str, Any]]:
@@ -130,9 +136,9 @@ def window_rate(times: list[float], window_s: float = 60.0) -> float:
 
 
 # --------------------------------------------------------------------- tests
-def episodes(packets: list[tuple[float, str]], timeout_s: int = 300) -> list[list[tuple[float, str]]]:
+def episodes(packets: list[Packet], timeout_s: int = 300) -> list[list[Packet]]:
     """A source's packets split where it was quiet for timeout_s whole ticks (1 s) or more: one attack each."""
-    out: list[list[tuple[float, str]]] = []
+    out: list[list[Packet]] = []
     for p in sorted(packets):
         if out and int(p[0]) - (int(out[-1][-1][0]) + 1) < timeout_s:
             out[-1].append(p)
@@ -141,7 +147,7 @@ def episodes(packets: list[tuple[float, str]], timeout_s: int = 300) -> list[lis
     return out
 
 
-def named_as_tshark_says(path: Path, dark: str) -> dict[str, list[tuple[float, str]]]:
+def named_as_tshark_says(path: Path, dark: str) -> dict[str, list[Packet]]:
     """Run with every flow counted; check each attack against tshark's packets; return tshark's backscatter."""
     expected = backscatter_sources(path, dark)
     scale = 2**32 / ipaddress.ip_network(dark).num_addresses
@@ -155,14 +161,16 @@ def named_as_tshark_says(path: Path, dark: str) -> dict[str, list[tuple[float, s
         rec = by_key[key]
         assert rec["end"] == (int(packets[-1][0]) + 1) * US
         assert rec["total_packets"] == len(packets) * scale
-        per_second = Counter(int(t) for t, _ in packets)
+        per_second = Counter(int(p.t) for p in packets)
         assert rec["peak_pps"] == max(per_second.values()) * scale
-        kinds = Counter(kind for _, kind in packets)
+        kinds = Counter(p.kind for p in packets)
         shares = {v["name"]: v["share"] for v in rec["vectors"]}
         want = {names[k]: n / len(packets) for k, n in kinds.items() if n / len(packets) >= 0.05}
         assert shares == pytest.approx(want)
         assert rec["spoofing"] == 1.0 and rec["rule"] == "telescope"
         assert rec["unique_sources"] == 1 and rec["top_sources"][0]["address"] == "10.10.10.10"
+        if {p.port for p in packets} <= {80, 443}:  # answering only from web ports: a web server
+            assert rec["target_role"] == "web"
     # hosts that sent only non-backscatter (UDP, plain SYNs) into the dark prefix are not victims
     others = set(tshark_backscatter(path, dark)) - set(expected)
     assert others and not others & {r["target"] for r in records}
@@ -172,9 +180,9 @@ def named_as_tshark_says(path: Path, dark: str) -> dict[str, list[tuple[float, s
 def test_reflectors_are_named_with_tsharks_counts_scaled() -> None:
     expected = named_as_tshark_says(SYNACK, DARK24)  # scale 2^24
     assert len(expected) > 7000
-    seen = Counter(kind for pk in expected.values() for _, kind in pk)
+    seen = Counter(p.kind for pk in expected.values() for p in pk)
     # the brief's oracle: > 6,000 SYN-ACK senders; bare RSTs and ICMP errors were in the capture too
-    assert len({s for s, pk in expected.items() if any(kind == "syn" for _, kind in pk)}) > 6000
+    assert len({s for s, pk in expected.items() if any(p.kind == "syn" for p in pk)}) > 6000
     assert seen["ack"] > 500 and seen["error"] > 10
 
 
@@ -187,7 +195,7 @@ def test_a_slash_32_telescope_scales_by_2_to_the_32() -> None:
 def test_moore_thresholds_on_a_slow_reflection() -> None:
     """Default thresholds: ≥ 100 packets, ≥ 60 s, > 0.5 pps at the telescope; only one reflector passes all three."""
     expected = backscatter_sources(SLOW, DARK24)
-    times = {s: [t for t, _ in pk] for s, pk in expected.items()}
+    times = {s: [p.t for p in pk] for s, pk in expected.items()}
     long_enough = {s for s, ts in times.items() if len(ts) >= 100 and max(ts) - min(ts) >= 60}
     fast_enough = {s for s in long_enough if window_rate(times[s]) > 0.5}
     assert len(long_enough) == 2 and len(fast_enough) == 1  # the rate rule matters here
@@ -228,7 +236,7 @@ def test_netflow_from_softflowd_with_the_netflow_package_as_oracle() -> None:
 
 def test_a_plain_syn_flood_into_dark_space_names_nobody() -> None:
     to_victim = tshark_backscatter(SYNFLOOD, DARK24)
-    kinds = Counter(kind for pk in to_victim.values() for _, kind in pk)
+    kinds = Counter(p.kind for pk in to_victim.values() for p in pk)
     assert kinds["other"] > 30000 and set(kinds) == {"other"}
     assert run(SYNFLOOD, [f'telescope.prefixes=["{DARK24}"]', *EVERY_FLOW]) == []
 
