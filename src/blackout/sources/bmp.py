@@ -38,8 +38,6 @@ from typing import ClassVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from numba import types
-from numba.typed import Dict
 
 from ..addr import from_matrix
 from ..errors import DecodeError, Truncated
@@ -84,7 +82,7 @@ class BmpStream:
         self._chunk = _Chunk(min(ctx.batch_size, CHUNK_ROWS))
         self._var = np.zeros(self._chunk.cap, np.int32)  # per row: peer index * 8 + view
         self._peers = self._peer_table(256)
-        self._pdict = Dict.empty(key_type=types.int64, value_type=types.int64)
+        self._pdict = K.new_table()
         self._st = np.zeros(9, np.int64)
         self._ctr = np.zeros(len(B.COUNTERS), np.int64)
         self._names: dict[int, str] = {}  # peer index * 8 + view -> collector name
@@ -129,7 +127,7 @@ class BmpStream:
             st[K.S_POS] = self._pos
             st[K.S_N] = st[K.S_NBLOB] = st[K.S_NERR] = st[K.S_NEED] = 0
             ec = (np.zeros(K.KEEP_ERRORS, np.int64), np.zeros(K.KEEP_ERRORS, np.int64), np.zeros(B.NREASONS, np.int64))
-            table = Dict.empty(key_type=types.int64, value_type=types.int64)
+            table = K.new_table()
             buf = np.frombuffer(self._buf, np.uint8)
             before = self._ctr.copy()
             B.walk(buf, chunk.cap, chunk.rows, self._var, table, chunk.blobs, ec, self._peers, self._pdict, st,

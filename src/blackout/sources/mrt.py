@@ -34,8 +34,6 @@ from typing import ClassVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from numba import types
-from numba.typed import Dict
 
 from ..errors import DecodeError, Truncated
 from ..model import ADDR, ROUTE_SCHEMA, TIME, ElemType, Kind
@@ -117,7 +115,7 @@ class MrtDecoder:
             chunk = _Chunk(cap)  # fresh each time: yielded batches share its memory (zero copy)
             st[K.S_N] = st[K.S_NBLOB] = st[K.S_NERR] = st[K.S_NEED] = 0
             ec[2][:] = 0
-            table = Dict.empty(key_type=types.int64, value_type=types.int64)
+            table = K.new_table()
             K.walk(buf, chunk.cap, chunk.rows, table, chunk.blobs, ec, peers, st)
             self._report(path, ctx, st, ec)
             n = int(st[K.S_N])

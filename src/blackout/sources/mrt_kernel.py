@@ -16,7 +16,8 @@ it stops with a fatal status and the caller raises DecodeError.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.typed import Dict
 
 # error codes -> reasons (the caller turns them into ErrorLog entries)
 REASONS = (
@@ -246,6 +247,13 @@ def _ip(b, p, v6, out):  # type: ignore[no-untyped-def]
         out[10] = 255
         out[11] = 255
         out[12:16] = b[p : p + 4]
+
+
+@njit(cache=True)
+def new_table():  # type: ignore[no-untyped-def]
+    """An empty int64 -> int64 typed dict (the blob dedupe table): ~5 µs from compiled code, where
+    ``Dict.empty`` typed its arguments in Python for ~230 µs on every read (most of a small input's time)."""
+    return Dict.empty(key_type=types.int64, value_type=types.int64)
 
 
 @njit(cache=True)
