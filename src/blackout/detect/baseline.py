@@ -41,6 +41,7 @@ class TargetState:
         self.size = 0  # slots allocated
         self._alloc(0)
         self.untracked = 0  # target-ticks left unwatched because every slot was in use
+        self.evictions = 0  # quiet targets whose state was dropped to make room
         self.collisions = 0  # 64-bit key collisions between different targets (expected: never)
 
     def _alloc(self, n: int) -> None:
@@ -141,6 +142,7 @@ class TargetState:
             return
         order = np.lexsort((used[cand], self.last_us[used[cand]]))
         gone = cand[order[:want]]
+        self.evictions += len(gone)
         self.free = np.concatenate([used[gone], self.free])
         mask = np.ones(len(used), dtype=bool)
         mask[gone] = False

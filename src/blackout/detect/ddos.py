@@ -49,6 +49,7 @@ from .sketch import address_keys, group_keys
 
 BASE_METRICS = [M["pps"], M["bps"]]
 RULE_NAMES = [r[0] for r in RULES] + ["baseline_pps", "baseline_mbps"]
+MIN_PACKET_BYTES, MAX_PACKET_BYTES = 20, 65535  # an IPv4 header alone; the largest IP packet (no jumbograms)
 
 
 @dataclasses.dataclass
@@ -97,6 +98,19 @@ class DdosDetector:
         self.out: dict[str, dict[str, Any]] = {}
         self.first_us: int | None = None
         self.tick_us: int | None = None
+        self.bad_rows = 0  # rows with impossible counters (wrapped, zero packets), left out
+        self.stale_ticks = 0  # ticks older than one already seen (the engine never sends them), ignored
+        self.last_end_us: int | None = None
+
+    def counters(self) -> dict[str, int]:
+        """What was left out or dropped: impossible rows, unwatched target-ticks, evicted targets."""
+        st = self.state
+        return {
+            "bad_rows": self.bad_rows,
+            "stale_ticks": self.stale_ticks,
+            "untracked": st.untracked,
+            "evictions": st.evictions,
+        }
 
     # ---------------------------------------------------------- protocol
     def advance(self, now_us: int) -> None:
@@ -104,11 +118,19 @@ class DdosDetector:
         self._age(now_us)
 
     def on_tick(self, tick: Tick) -> None:
-        """Aggregate the tick's flows, check the rules, move attacks along."""
+        """Aggregate the tick's flows, check the rules, move attacks along.
+
+        A tick older than one already seen is ignored and counted: replayed, it
+        would reopen a closed attack under the same id and overwrite its record.
+        """
+        if self.last_end_us is not None and tick.start_us < self.last_end_us:
+            self.stale_ticks += 1
+            return
+        self.last_end_us = tick.end_us
         self.tick_us = tick_us = tick.end_us - tick.start_us
         if self.first_us is None:
             self.first_us = tick.start_us
-        flows = tick.flows
+        flows = self._sane(tick.flows)
         self._learn_served(flows)
         if self.networks and flows.num_rows:
             hi, lo = addr.words(flows.column("dst_addr"))
@@ -171,6 +193,19 @@ class DdosDetector:
                     self._emit(ep, None, tick.end_us)
             if ep.rule is not None and tick.end_us - ep.emitted_us >= cfg.update_every_s * 1e6:
                 self._emit(ep, None, tick.end_us)
+
+    def _sane(self, flows: pa.Table) -> pa.Table:
+        """Leave out rows whose counters cannot be real: no packets, or not 20..65,535 bytes per packet
+        (a wrapped 32-bit octet counter, or a 64-bit delta taken across a wrap), and count them."""
+        if not flows.num_rows:
+            return flows
+        packets = flows.column("packets").to_numpy().astype(np.float64)
+        size = flows.column("bytes").to_numpy().astype(np.float64) / np.maximum(packets, 1.0)
+        ok = (packets > 0) & (size >= MIN_PACKET_BYTES) & (size <= MAX_PACKET_BYTES)
+        if ok.all():
+            return flows
+        self.bad_rows += int(len(ok) - ok.sum())
+        return flows.filter(pa.array(ok))
 
     def _learn_served(self, flows: pa.Table) -> None:
         """Role evidence: tracked hosts answering from a service port (wherever the answer goes)."""
