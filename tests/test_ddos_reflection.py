@@ -82,6 +82,9 @@ def test_port_state_is_bounded() -> None:
             np.ones(n),
         )
         assert len(refl.ports.keys) <= MAX_PORTS and len(refl.sources) <= MAX_PORTS
+    light = np.arange(1000, 1100, dtype=np.uint16)  # a tick whose ports are all pruned at once (KP replay crash)
+    refl.add(light, np.full(100, 500.0), np.arange(100, dtype=np.uint64), np.full(100, 1e-9))
+    assert not set(light.tolist()) & set(refl.ports.keys.tolist())
     port = np.full(100, 3478, np.uint16)  # then a real reflection from STUN still comes through
     refl.add(port, np.full(100, 900.0), np.arange(100, dtype=np.uint64), np.full(100, 1000.0))
     assert 3478 in refl.reflected()

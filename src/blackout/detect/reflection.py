@@ -43,10 +43,12 @@ class PortReflections:
         port, src_key = port[keep].astype(np.uint64), src_key[keep]
         self.ports.add(port, packets[keep])
         held = np.isin(port, self.ports.keys)  # at most MAX_PORTS distinct: the loop below is short
+        if not held.any():  # every port of this tick was pruned from the counter at once
+            return
         port, src_key = port[held], src_key[held]
         order = np.argsort(port, kind="stable")
         port, src_key = port[order], src_key[order]
-        starts = np.flatnonzero(np.r_[True, port[1:] != port[:-1]]) if len(port) else np.zeros(0, np.int64)
+        starts = np.flatnonzero(np.r_[True, port[1:] != port[:-1]])
         groups = np.split(src_key, starts[1:])
         self._fold({int(port[i]): g for i, g in zip(starts.tolist(), groups, strict=True)})
 
