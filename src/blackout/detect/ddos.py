@@ -44,7 +44,7 @@ from .base import Tick
 from .baseline import TargetState
 from .ddos_config import RULE_METRIC, RULES, DdosConfig, check, host_groups, prefix_thresholds, thresholds
 from .rates import GROUP, HOST, M, PrefixMatcher, aggregate, target_text
-from .roles import add_evidence, evidence_role, service_rows
+from .roles import add_by_host, add_evidence, evidence_role, service_rows
 from .sketch import address_keys, group_keys
 
 BASE_METRICS = [M["pps"], M["bps"]]
@@ -225,7 +225,7 @@ class DdosDetector:
         quiet = (tracked < n_hosts) & ~busy
         host_slot[tracked[quiet]] = slots[quiet]
         roles = service_rows(flows, "dst_port")
-        add_evidence(self.state.asked, host_slot[agg.row_host], roles, _packets(flows))
+        add_by_host(self.state.asked, host_slot, agg.row_host, roles, _packets(flows))
 
     def _profiles(self, tag: np.ndarray, group: np.ndarray) -> np.ndarray:
         """Threshold profile of each target (see __init__)."""

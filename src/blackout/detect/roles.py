@@ -64,6 +64,20 @@ def add_evidence(table: np.ndarray, slots: np.ndarray, roles: np.ndarray, packet
         np.add.at(table, (slots[ok], roles[ok]), packets[ok].astype(table.dtype))
 
 
+def add_by_host(
+    table: np.ndarray, host_slot: np.ndarray, row_host: np.ndarray, roles: np.ndarray, packets: np.ndarray
+) -> None:
+    """add_evidence for rows grouped by host (row_host; host_slot[h]: its slot or -1): one bincount, no sort."""
+    ok = roles >= 0
+    if not ok.any():
+        return
+    n = len(host_slot)
+    sums = np.bincount(row_host[ok] * N_ROLES + roles[ok], weights=packets[ok], minlength=n * N_ROLES)
+    per_host = sums.reshape(n, N_ROLES)
+    held = np.flatnonzero((host_slot >= 0) & per_host.any(axis=1))
+    table[host_slot[held]] += per_host[held].astype(table.dtype)  # distinct hosts: distinct slots
+
+
 def evidence_role(served: np.ndarray, asked: np.ndarray) -> str | None:
     """The role one host's evidence names (served first, then asked), None if it names none."""
     for counts in (served, asked):
