@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not r["ok"]:
             print(r.get("tail", ""), file=sys.stderr)
-    total = sum(int(r["inputs"]) for r in results)  # type: ignore[call-overload]
+    total = sum(int(r["inputs"]) for r in results)
     print(f"total {total:,} inputs over {len(results)} targets")
     print(json.dumps({"fuzz": [{k: v for k, v in r.items() if k != "tail"} for r in results]}))
     return 0 if all(r["ok"] for r in results) else 1

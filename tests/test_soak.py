@@ -5,7 +5,7 @@ short form allows 25 % (+10 ms latency); the 10-minute `make soak` holds the 10 
 
 It measures the collector's maximum, ingests a real softflowd export at half of
 it and fails on RSS or per-tick latency growth over 10 % (second quarter against
-the last); its series are printed (pytest -s shows them).
+the last) or on a stall (no tick for 10 s); its series are printed (pytest -s shows them).
 """
 
 from __future__ import annotations
@@ -18,10 +18,16 @@ from pathlib import Path
 
 import pytest
 
-# The short soak's RSS check failed in both fresh-clone runs (RSS +52 % and +152 % in 48 s; tick latency
-# flat): the growth is real and not yet explained (issue #10), so it runs with `make soak` or
-# BLACKOUT_SOAK=1, not in every `make test`.
-pytestmark = pytest.mark.skipif(os.environ.get("BLACKOUT_SOAK") != "1", reason="RSS growth open (#10): make soak")
+# Why the short soak's RSS grew (+52 %, +152 % in 48 s in the fresh-clone runs): the outage detector's
+# SignalComputer keeps every flow of the current 60 s bin (whole FLOW_SCHEMA tables) and computes the
+# traffic signals from all of them when the bin closes — Arrow memory climbs ~rate × 100 B/s for a minute
+# and the close holds the engine for seconds (20 s at 50k records/s: enrichment and Python lists over
+# 3M flows).  With each tick reduced to (src, dst) weighted sums the series is flat (3 of 3 short soaks
+# on the loaded machine: RSS +1.1 %, -2.1 %, -2.0 %, longest stall 1.4 s).  That change is in
+# detect/signals.py (issue #10 report); until it lands this runs with `make soak` or BLACKOUT_SOAK=1.
+pytestmark = pytest.mark.skipif(
+    os.environ.get("BLACKOUT_SOAK") != "1", reason="outage bins keep raw flows (#10): make soak"
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT = ["--seconds", "48", "--measure-seconds", "4", "--window", "4", "--tolerance", "0.25", "--floor-ms", "10"]
