@@ -209,12 +209,22 @@ class AttackStats:
 
 
 def _pack_countries(country: np.ndarray) -> np.ndarray:
-    """ISO codes as uint64 (two ASCII bytes, big-endian), 0 for unknown, without a Python loop."""
+    """ISO codes as uint64 (two ASCII bytes, big-endian), 0 for unknown or malformed.
+
+    Dictionary-encoded first: a tick's hundred thousand sources come from a few
+    hundred countries, so only the distinct codes are packed (in Python).
+    """
     try:
-        codes = np.asarray(country, dtype="U2").astype("S2")
-    except (UnicodeEncodeError, ValueError, TypeError):
-        codes = np.zeros(len(country), dtype="S2")
-    return np.frombuffer(np.ascontiguousarray(codes).tobytes(), dtype=">u2").astype(np.uint64)
+        encoded = pa.array(country, type=pa.string()).dictionary_encode()
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return np.zeros(len(country), dtype=np.uint64)
+    iso = [c if len(c) == 2 and c.isascii() else "" for c in encoded.dictionary.to_pylist()]
+    packed = np.array([int.from_bytes(c.encode(), "big") for c in iso], dtype=np.uint64)
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    valid = ~np.asarray(encoded.indices.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    out = np.zeros(len(country), dtype=np.uint64)
+    out[valid] = packed[indices[valid].astype(np.int64)]
+    return out
 
 
 def _top_known(counter: SparseCounter) -> list[tuple[int, float]]:

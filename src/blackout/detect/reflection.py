@@ -32,7 +32,7 @@ class PortReflections:
     def __init__(self, min_sources: int, min_bytes: float) -> None:
         self.min_sources = min_sources
         self.min_bytes = min_bytes
-        self.ports = SparseCounter(cap=MAX_PORTS)
+        self.ports = SparseCounter(cap=MAX_PORTS, sketch=False)
         self.sources: dict[int, np.ndarray] = {}  # port -> its smallest distinct source keys (≤ min_sources)
 
     def add(self, port: np.ndarray, size: np.ndarray, src_key: np.ndarray, packets: np.ndarray) -> None:

@@ -72,11 +72,12 @@ class SparseCounter:
     never pay for the sketch.
     """
 
-    def __init__(self, columns: int = 1, tags: int = 0, cap: int = 1 << 62) -> None:
+    def __init__(self, columns: int = 1, tags: int = 0, cap: int = 1 << 62, sketch: bool = True) -> None:
         self.keys = np.zeros(0, dtype=np.uint64)
         self.sums = np.zeros((0, columns), dtype=np.float64)
         self.tags = np.zeros((0, tags), dtype=np.uint64)
         self.cap = cap
+        self.sketch = sketch  # False: past the cap only the heavy keys matter, no distinct count is kept
         self.exact = True
         self.hll: HyperLogLog | None = None
 
@@ -135,7 +136,8 @@ class SparseCounter:
         return order[:k]
 
     def _prune(self) -> None:
-        self._sketch()
+        if self.sketch:
+            self._sketch()
         keep = np.sort(self.top(self.cap // 2))
         self.keys, self.sums, self.tags = self.keys[keep], self.sums[keep], self.tags[keep]
         self.exact = False
