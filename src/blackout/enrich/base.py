@@ -8,6 +8,7 @@ whole column at once.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -18,7 +19,7 @@ import pyarrow as pa
 class Enrichment:
     """Per-address answers, aligned with the addresses asked about."""
 
-    prefix: list[str | None]  # routed prefix text "175.45.176.0/24", None when unrouted
+    prefix: Sequence[str | None]  # routed prefix text "175.45.176.0/24", None when unrouted
     origin_asn: np.ndarray  # uint32, 0 when unrouted or unknown
     country: np.ndarray  # object array of ISO 3166 alpha-2 codes, "" when unknown
     routed: np.ndarray  # bool: covered by a route visible at the time

@@ -65,6 +65,7 @@ class RoutingEnricher:
         self._lpm: LpmTable | None = None
         self._lpm_version = -1
         self._origin = np.zeros(0, dtype=np.uint32)
+        self._lpm_keys: tuple[np.ndarray, np.ndarray] = (np.zeros((0, 16), np.uint8), np.zeros(0, np.int64))
 
     @classmethod
     def from_config(cls, config: EnrichConfig, routing: RoutingState | None = None) -> RoutingEnricher:
@@ -89,10 +90,23 @@ class RoutingEnricher:
             self._lpm_built_us = at_us
             view = self.routing.view()
             rows = np.flatnonzero(view.bits > 96 * view.v4)
-            self._lpm = LpmTable(from_matrix(view.prefix[rows]), view.prefix_len[rows])
-            self._origin = view.origin[rows]
+            prefix, bits, origin = view.prefix[rows], view.bits[rows], view.origin[rows]
+            if not self._same_table(prefix, bits):
+                self._lpm = LpmTable(from_matrix(prefix), view.prefix_len[rows])
+                self._lpm_keys = (prefix, bits)
+            self._origin = origin
             self._lpm_version = self.routing.reach_version
+        assert self._lpm is not None
         return self._lpm
+
+    def _same_table(self, prefix: np.ndarray, bits: np.ndarray) -> bool:
+        """True when the prefixes are those of the table already built.  Most reach changes are a
+        prefix withdrawn at some peers but still routed at others (a flap): the prefix set is the same,
+        only visibility moved, and a rebuild (~0.5 s for a full table) would give the same table."""
+        if self._lpm is None:
+            return False
+        old_prefix, old_bits = self._lpm_keys
+        return len(old_bits) == len(bits) and np.array_equal(old_bits, bits) and np.array_equal(old_prefix, prefix)
 
     def delegations(self, at_us: int | None) -> Delegations | None:
         """The RIR delegations in force at at_us, if any were given."""

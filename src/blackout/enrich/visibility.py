@@ -163,8 +163,10 @@ def slash24_by_asn(view: PrefixView, min_len: int = 8, max_len: int = 24) -> pa.
     """Visible /24s per origin AS: table (asn uint32, slash24 uint64), ASes ascending."""
     asn, first, end = slash24_intervals(view, min_len, max_len)
     s, e = merge((asn.astype(np.uint64) << ASN_SHIFT) | first, (asn.astype(np.uint64) << ASN_SHIFT) + end)
-    owners, inverse = np.unique(s >> ASN_SHIFT, return_inverse=True)
-    counts = np.bincount(inverse.ravel(), weights=(e - s).astype(np.float64), minlength=len(owners))
+    asns = s >> ASN_SHIFT  # ascending: merge sorts by start, and the AS is the start's high bits
+    heads = np.flatnonzero(np.diff(asns, prepend=np.uint64(2**63)) != 0) if len(asns) else np.zeros(0, np.int64)
+    owners = asns[heads]
+    counts = np.add.reduceat((e - s).astype(np.float64), heads) if len(heads) else np.zeros(0)
     return pa.table({"asn": pa.array(owners.astype(np.uint32)), "slash24": pa.array(counts.astype(np.uint64))})
 
 
