@@ -18,6 +18,7 @@ flagged in that bin.  Watched prefixes: the first eight the jinx updates withdra
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import functools
 import ipaddress
 from collections import Counter, defaultdict
@@ -193,40 +194,51 @@ def file_window(path: Path) -> tuple[int, int]:
     return min(times) * 1_000_000, max(times) * 1_000_000
 
 
-def replay() -> tuple[dict[str, dict[str, Any]], OutageDetector]:
-    """The four files through the pipeline's detectors: outage records by id (last version wins)."""
+def apnic_countries() -> list[str]:
+    with open(APNIC) as fh:
+        return sorted({f[1] for f in (line.split("|") for line in fh) if len(f) > 6 and f[2] == "ipv4" and f[1]})
+
+
+@dataclasses.dataclass
+class Replayed:
+    """What the replay found (outage records by id), its two outage detectors, and the oracle's bins."""
+
+    records: dict[str, dict[str, Any]]  # the pipeline's outage detector (fast, every AS and country)
+    fast: OutageDetector
+    ioda: OutageDetector  # beside it on the same ticks: IODA's rule, every APNIC country watched
+    bins: dict[int, Held]
+
+
+def replay() -> tuple[OutageDetector, OutageDetector]:
+    """The four files through the pipeline's detectors plus a second outage detector with the default
+    method, IODA's (countries only: 47k AS windows of 1,440 bins would take a gigabyte)."""
     config = Config.load(None, [*SETTINGS, f"outage.watch={[f'prefix:{p}' for p in watched_prefixes()]}"])
     inputs = Inputs(DecodeContext(batch_size=1 << 16))
     sources = inputs.open([str(p) for p in FILES])
     detectors = build_detectors(config)
     attributor = detectors[-1]
     assert isinstance(attributor, Attributor)
-    records: dict[str, dict[str, Any]] = {}
-
-    def sink(events: dict[str, Any]) -> None:
-        for rec in events.get("outages", []):
-            records[rec["id"]] = rec
-
-    Engine(detectors, sink, config.section("engine", EngineConfig)).run(sources)
+    fast = attributor.outage
+    watch = [f"country:{c}" for c in apnic_countries()]
+    cfg = dataclasses.replace(fast.config, method="ioda", all_entities=False, watch=watch)
+    ioda = OutageDetector(cfg, fast.signals.routing, fast.signals.enricher)
+    Engine([*detectors, ioda], None, config.section("engine", EngineConfig)).run(sources)
     assert not inputs.failures, inputs.failures
-    return records, attributor.outage
+    return fast, ioda
 
 
 @pytest.fixture(scope="module")
-def normal_days() -> tuple[dict[str, dict[str, Any]], OutageDetector, dict[int, Any]]:
+def normal_days() -> Replayed:
     with concurrent.futures.ThreadPoolExecutor(1) as pool:  # bgpdump runs while blackout replays
         oracle = pool.submit(oracle_bins)
-        records, detector = replay()
-        return records, detector, oracle.result()
-
-
-Replayed = tuple[dict[str, dict[str, Any]], OutageDetector, dict[int, Held]]
+        fast, ioda = replay()
+        return Replayed({r["id"]: r for r in fast.records()}, fast, ioda, oracle.result())
 
 
 def events(replayed: Replayed, window: tuple[int, int], etype: str = "asn") -> list[dict[str, Any]]:
     """The AS (or prefix) outages that started in the bins of an input file's time window."""
     lo, hi = window[0] // (BIN_S * 1_000_000) * BIN_S * 1_000_000, window[1]
-    return [r for r in replayed[0].values() if r["entity_type"] == etype and lo <= r["start"] <= hi]
+    return [r for r in replayed.records.values() if r["entity_type"] == etype and lo <= r["start"] <= hi]
 
 
 def key(record: dict[str, Any]) -> int | str:
@@ -238,7 +250,7 @@ def not_real(replayed: Replayed, found: list[dict[str, Any]]) -> list[str]:
     """The outages in whose first bin the oracle sees the entity keep a visible prefix it had (or have none)."""
     bad = []
     for ev in found:
-        before, after = replayed[2].get(ev["start"], {}).get(key(ev), (set(), set()))
+        before, after = replayed.bins.get(ev["start"], {}).get(key(ev), (set(), set()))
         if not before or after:
             bad.append(f"{ev['entity']} at {ev['start']}: held {sorted(before)}, still held {sorted(after)}")
     return bad
@@ -246,11 +258,18 @@ def not_real(replayed: Replayed, found: list[dict[str, Any]]) -> list[str]:
 
 def test_no_country_goes_dark(normal_days: Replayed) -> None:
     """Normal days: no country-level outage, though every APNIC country's BGP signal was judged."""
-    records, detector, _ = normal_days
-    countries = detector.signals.registries[("bgp", "country")]
+    countries = normal_days.fast.signals.registries[("bgp", "country")]
     assert len(countries) > 40 and "KP" in countries.labels().to_pylist()  # judged, not absent
-    assert len(detector.signals.registries[("bgp", "asn")]) > 40_000  # every AS of the full table
-    assert [r for r in records.values() if r["entity_type"] == "country"] == []
+    assert len(normal_days.fast.signals.registries[("bgp", "asn")]) > 40_000  # every AS of the full table
+    assert [r for r in normal_days.records.values() if r["entity_type"] == "country"] == []
+
+
+def test_no_country_goes_dark_by_iodas_rule(normal_days: Replayed) -> None:
+    """The same with the default method, IODA's: warning below 99 % of the 24 h median, after 1 h of
+    warm-up, so the jinx updates and the 2015 file are judged."""
+    judged = normal_days.ioda.signals.registries[("bgp", "country")]
+    assert len(judged) > 40 and normal_days.ioda.trackers[("bgp", "country")].count.max() > 60  # past warm-up
+    assert normal_days.ioda.records() == []
 
 
 def test_every_as_outage_in_the_jinx_updates_is_real(normal_days: Replayed) -> None:
@@ -262,7 +281,7 @@ def test_every_as_outage_in_the_jinx_updates_is_real(normal_days: Replayed) -> N
 
 def test_every_prefix_outage_is_real(normal_days: Replayed) -> None:
     """Watched prefixes: in each outage every visible route inside or covering the prefix went."""
-    found = [r for r in normal_days[0].values() if r["entity_type"] == "prefix"]
+    found = [r for r in normal_days.records.values() if r["entity_type"] == "prefix"]
     assert found, "the jinx updates withdraw watched prefixes (the oracle below says which): none flagged"
     assert not_real(normal_days, found) == []
 
@@ -283,7 +302,7 @@ def test_every_as_outage_in_the_ris_updates_is_real(normal_days: Replayed) -> No
 def test_every_as_and_prefix_that_lost_all_is_flagged_in_that_bin(normal_days: Replayed) -> None:
     """The other way round: each AS or watched prefix the oracle sees lose all it held in a bin has an
     outage starting then (fast method, so no hour of warm-up hides the jinx and 2015 bins)."""
-    records, _, bins = normal_days
+    records, bins = normal_days.records, normal_days.bins
     since_rib = {}  # whether the entity held prefixes when the updates first touched it (the fast rule's
     for start in sorted(bins):  # level is the last hour's median: a prefix announced minutes earlier has none)
         for k, (b, _) in bins[start].items():
