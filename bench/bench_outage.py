@@ -212,9 +212,11 @@ def tick(start_us: int, end_us: int, routes: pa.Table) -> Tick:
     return Tick(start_us, end_us, FLOW_SCHEMA.empty_table(), routes, PROBE_SCHEMA.empty_table())
 
 
-def signals_per_tick(rib: pa.Table, updates: pa.Table, countries: V4Ranges) -> tuple[list[float], int, int]:
+def signals_per_tick(
+    rib: pa.Table, updates: pa.Table, countries: V4Ranges
+) -> tuple[list[float], list[float], int, int]:
     """Seconds to close each 60 s bin of the real updates (all ASes and countries judged, fast method),
-    ASes and countries judged.  The routing state's own apply of the bin's updates is not counted."""
+    seconds to apply each bin's updates to the routing state, and the ASes and countries judged."""
     bin_us = round(BIN_S * US)
     state = RoutingState()
     det = OutageDetector(OutageConfig(all_entities=True, emit_signals=False, method="fast"), state, None, countries)
@@ -224,18 +226,20 @@ def signals_per_tick(rib: pa.Table, updates: pa.Table, countries: V4Ranges) -> t
         det_or_tracker.on_tick(first)
     ts = updates["ts"].cast(pa.int64()).to_numpy()
     bins = ts // bin_us * bin_us
-    times = []
+    times, applies = [], []
     for start in np.unique(bins).tolist():
         routes = updates.filter(pa.array(bins == start))
         det.advance(start)  # the quiet bins before: BGP signals cached, only the rule runs
         t = tick(start, start + bin_us, routes)
+        began = time.perf_counter()
         tracker.on_tick(t)
+        applies.append(time.perf_counter() - began)
         det.on_tick(t)
         began = time.perf_counter()
         det.advance(start + bin_us)
         times.append(time.perf_counter() - began)
     regs = det.signals.registries
-    return times, len(regs[("bgp", "asn")]), len(regs.get(("bgp", "country"), []))
+    return times, applies, len(regs[("bgp", "asn")]), len(regs.get(("bgp", "country"), []))
 
 
 def flag_delay(rib: pa.Table, countries: Delegations, method: str, bin_s: float, offset_s: float) -> float:
@@ -297,12 +301,13 @@ def main() -> None:
     apnic = Delegations.load([APNIC])
     world: V4Ranges = WorldRanges()
     for name, countries in (("apnic", apnic), ("world", world)):
-        times, ases, ccs = signals_per_tick(rib, updates, countries)
+        times, applies, ases, ccs = signals_per_tick(rib, updates, countries)
         mean, worst = float(np.mean(times)), float(np.max(times))
         print(
             f"per-tick signals, every AS ({ases}) and country ({ccs}, {name} table) of the full table, "
             f"{len(times)} bins of real updates: mean {mean * 1e3:.0f} ms = {mean / BIN_S * 100:.2f} % of the "
-            f"{BIN_S:.0f} s tick, worst {worst * 1e3:.0f} ms = {worst / BIN_S * 100:.2f} % (goal < 10 %)"
+            f"{BIN_S:.0f} s tick, worst {worst * 1e3:.0f} ms = {worst / BIN_S * 100:.2f} % (goal < 10 %); "
+            f"applying the bin's updates to the routing state: mean {np.mean(applies) * 1e3:.0f} ms more"
         )
         out[f"signals_tick_{name}_mean_pct"] = mean / BIN_S * 100
         out[f"signals_tick_{name}_worst_pct"] = worst / BIN_S * 100
