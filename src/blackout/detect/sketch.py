@@ -17,6 +17,7 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
 _V4_TAG = np.uint64(0x0000FFFF00000000)
 _HIGH = np.uint64(1 << 63)
+SMALL_KEYS = 1 << 16
 
 
 def mix64(x: np.ndarray) -> np.ndarray:
@@ -90,10 +91,7 @@ class SparseCounter:
         if len(keys) == 0:
             return np.zeros(0, dtype=bool)
         sums = np.asarray(sums, dtype=np.float64).reshape(len(keys), -1)
-        uniq, first, inv = group_keys(keys)
-        folded = np.zeros((len(uniq), sums.shape[1]), dtype=np.float64)
-        for c in range(sums.shape[1]):
-            folded[:, c] = np.bincount(inv, weights=sums[:, c], minlength=len(uniq))
+        uniq, first, folded = _fold(keys, sums, need_first=tags is not None and self.tags.shape[1] > 0)
         if self.hll is not None:
             self.hll.add(uniq)
         pos = np.searchsorted(self.keys, uniq)
@@ -141,6 +139,24 @@ class SparseCounter:
         keep = np.sort(self.top(self.cap // 2))
         self.keys, self.sums, self.tags = self.keys[keep], self.sums[keep], self.tags[keep]
         self.exact = False
+
+
+def _fold(keys: np.ndarray, sums: np.ndarray, need_first: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct keys, one row of each, summed columns).  Many rows of small keys (ports, packed
+    country codes: below 2^16) are summed by bincount over the key itself, without a sort."""
+    if not need_first and len(keys) > 4096 and int(keys.max()) < SMALL_KEYS:
+        small = keys.astype(np.int64)
+        rows = np.bincount(small, minlength=SMALL_KEYS)
+        uniq = np.flatnonzero(rows)
+        folded = np.stack(
+            [np.bincount(small, weights=sums[:, c], minlength=SMALL_KEYS)[uniq] for c in range(sums.shape[1])], axis=1
+        )
+        return uniq.astype(np.uint64), np.zeros(0, np.int64), folded
+    uniq, first, inv = group_keys(keys)
+    folded = np.zeros((len(uniq), sums.shape[1]), dtype=np.float64)
+    for c in range(sums.shape[1]):
+        folded[:, c] = np.bincount(inv, weights=sums[:, c], minlength=len(uniq))
+    return uniq, first, folded
 
 
 class HyperLogLog:
