@@ -147,14 +147,26 @@ def campaign(attacks: list[dict[str, Any]], start_us: int, recent_us: int, gap_u
     return sorted(chain, key=lambda a: (a["start"], a["target"]))
 
 
+def overlapping(attacks: list[dict[str, Any]], lo_us: int, hi_us: int) -> list[dict[str, Any]]:
+    """Attacks that ran at some time in [lo, hi): started before hi, ended (or still running) at lo or later."""
+    return [a for a in attacks if a["start"] < hi_us and attack_end(a, hi_us) >= lo_us]
+
+
 def attack_end(attack: dict[str, Any], now_us: int) -> int:
     """When an attack ended, or now while it runs."""
     return int(attack["end"]) if attack.get("end") is not None else now_us
 
 
-def days_between(first_us: int, last_us: int) -> int:
-    """Calendar days (UTC) from the first time's date to the last's, at least 1: 18 Dec -> 22 Dec is 4."""
-    return max(1, (last_us // DAY_US) - (first_us // DAY_US))
+def span(first_us: int, last_us: int) -> str:
+    """How long before the loss something began: calendar days (UTC) when the dates differ — 18 Dec -> 22 Dec
+    is "4 days" — else the time between, "3 h", "12 min", "15 s" (a lab's seconds are not "1 day")."""
+    days = (last_us // DAY_US) - (first_us // DAY_US)
+    if days >= 1:
+        return plural(days, "day")
+    secs = max(0, (last_us - first_us) // US)
+    if secs >= 3600:
+        return f"{secs // 3600} h"
+    return f"{secs // 60} min" if secs >= 60 else f"{secs} s"
 
 
 def surge(series: list[tuple[int, float]], at_us: int, before_us: int, factor: float) -> tuple[float, float] | None:
@@ -177,8 +189,10 @@ def day(us: int) -> str:
 
 
 def gbps(bps: float) -> str:
-    """5.97 Gbps / 800 Mbps."""
-    return f"{bps / 1e9:.2f} Gbps" if bps >= 1e9 else f"{bps / 1e6:.0f} Mbps"
+    """5.97 Gbps / 800 Mbps / 64 kbps."""
+    if bps >= 1e9:
+        return f"{bps / 1e9:.2f} Gbps"
+    return f"{bps / 1e6:.0f} Mbps" if bps >= 1e6 else f"{bps / 1e3:.0f} kbps"
 
 
 def plural(n: int, word: str) -> str:

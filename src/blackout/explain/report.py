@@ -190,7 +190,7 @@ def to_json(report: dict[str, Any]) -> str:
 def _rate(bps: float | None, pps: float | None) -> tuple[str, str]:
     if not pps:
         return (gbps(bps) if bps else "-", "-")
-    return (gbps(bps) if bps else "-", f"{pps / 1e6:.2f} Mpps" if pps >= 1e6 else f"{pps / 1e3:.0f} kpps")
+    return (gbps(bps) if bps else "-", _pps(pps))
 
 
 def _at(at: str | None) -> str:
@@ -302,3 +302,10 @@ def in_period(signals: pa.Table, from_us: int, to_us: int) -> pa.Table:
     ts = signals.column("ts").cast(pa.int64())
     keep = pc.and_(pc.greater_equal(ts, from_us), pc.less(ts, to_us))
     return signals.filter(keep)
+
+
+def _pps(pps: float) -> str:
+    """1.20 Mpps / 38 kpps / 134 pps."""
+    if pps >= 1e6:
+        return f"{pps / 1e6:.2f} Mpps"
+    return f"{pps / 1e3:.0f} kpps" if pps >= 1e3 else f"{pps:.0f} pps"

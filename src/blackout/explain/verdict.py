@@ -19,14 +19,17 @@ The rules (deterministic; S is the outage start, one bin = [outage] bin_s):
    ``instability_s`` before S: ``instability`` (0.6).
 5. Else ``unknown`` (0.5): the evidence does not separate the causes.
 
-Contributing causes are kept after the main one: ``ddos`` (0.5 if an attack
-overlapped S, else 0.3) for the campaign leading to S (its last attack ran
-until at most ``attack_recent_s`` before S; earlier attacks join while less
-than ``campaign_gap_s`` apart: "4 days of DDoS" counts calendar days),
+Contributing causes are kept after the main one: ``ddos`` for the campaign
+leading to S (its last attack ran until at most ``attack_recent_s`` before S;
+earlier attacks join while less than ``campaign_gap_s`` apart: "4 days of DDoS"
+counts calendar days) and for attacks overlapping the loss — 0.5 when an attack
+overlapped the loss (ran at some time from S − ``attack_gap_s`` to its end,
+started during it included), 0.3 when the campaign only preceded it —
 ``instability`` (0.5) for flapping; a withdrawal with neither gets
 ``infrastructure`` as the alternative (0.3), since a power or equipment failure
 at the origin looks the same from outside.  The main cause's first evidence
-item (signal ``summary``) is the sentence a reader gets.
+item (signal ``summary``) is the sentence a reader gets; every evidence item
+appears once.
 """
 
 from __future__ import annotations
@@ -42,11 +45,12 @@ from .evidence import (
     attack_end,
     campaign,
     day,
-    days_between,
     entity_attacks,
     flaps,
     gbps,
+    overlapping,
     plural,
+    span,
     surge,
     upstream_before,
     withdrawal_at,
@@ -96,7 +100,10 @@ def judge(
 
     mine = entity_attacks(attacks, rec["entity_type"], rec["entity"])
     recent = campaign(mine, start + bin_us, int(cfg.attack_recent_s * US), int(cfg.campaign_gap_s * US))
-    overlap = [a for a in recent if attack_end(a, start) >= start - cfg.attack_gap_s * US]
+    running = [a for a in recent if attack_end(a, start) >= start - cfg.attack_gap_s * US]
+    # an attack overlapping the loss (running at S, or starting while the entity was dark) weighs more
+    # than a campaign that merely preceded it
+    overlap = overlapping(mine, start - int(cfg.attack_gap_s * US), _loss_end(rec, start, bin_us))
     n_flaps, flap_from = flaps(hist.changes, start - int(cfg.instability_s * US), start)
     unstable = n_flaps >= cfg.min_flaps
     wd = withdrawal_at(hist.changes, start - 2 * bin_us, start + 2 * bin_us)
@@ -107,9 +114,9 @@ def judge(
     surged = surge(hist.series.get("traffic_in_bytes", []), start, DAY_US, cfg.surge_factor)
     if routes_first and wd is not None:
         causes.append(_routing(rec, hist, wd, start, cfg) | {"confidence": 0.9})
-    elif overlap or (surged and probes_failing and bgp_first is None):
-        causes.append(_ddos(recent, overlap, surged, start, 0.8))
-    elif (other_first is not None) and not overlap and not unstable:
+    elif running or (surged and probes_failing and bgp_first is None):
+        causes.append(_ddos(recent, running, surged, start, 0.8))
+    elif (other_first is not None) and not running and not unstable:
         later = "; routes followed later" if bgp_first is not None else "; routes stayed up"
         text = f"traffic and probes collapsed with no attack and no instability before{later}"
         causes.append(
@@ -123,19 +130,43 @@ def judge(
             {"cause": "unknown", "confidence": 0.5, "evidence": [_ev("summary", start, None, "blackout", text)]}
         )
     main = causes[0]["cause"]
-    if recent and main != "ddos":
-        causes.append(_ddos(recent, overlap, surged, start, 0.5 if overlap else 0.3))
+    if (recent or overlap) and main != "ddos":
+        campaign_or_overlap = sorted({a["id"]: a for a in recent + overlap}.values(), key=_by_start)
+        causes.append(_ddos(campaign_or_overlap, overlap, surged, start, 0.5 if overlap else 0.3))
     if unstable and main != "instability":
         causes.append(_instability(n_flaps, flap_from, start, 0.5))
-    if main in ("routing_withdrawal", "upstream_outage") and not recent and not unstable:
+    if main in ("routing_withdrawal", "upstream_outage") and not recent and not overlap and not unstable:
         text = "no attack and no instability before the withdrawal: a power or equipment failure looks the same"
         causes.append(
             {"cause": "infrastructure", "confidence": 0.3, "evidence": [_ev("summary", start, None, "blackout", text)]}
         )
-    causes[0]["evidence"] = (
-        [_ev("summary", start, None, "blackout", sentence(causes))] + causes[0]["evidence"] + signal_ev
-    )
+    summary = _ev("summary", start, None, "blackout", sentence(causes))
+    # the main cause's own summary item (infrastructure, unknown) is the sentence's head: once is enough
+    own = [e for e in causes[0]["evidence"] if e["signal"] != "summary"]
+    causes[0]["evidence"] = _unique([summary, *own, *signal_ev])
     return {"causes": causes}
+
+
+def _loss_end(rec: dict[str, Any], start: int, bin_us: int) -> int:
+    """When the loss ended, or (still going) the start plus one bin: attacks up to then overlap it."""
+    end = rec.get("end")
+    return int(end) if end is not None else start + bin_us
+
+
+def _by_start(attack: dict[str, Any]) -> tuple[int, str]:
+    return int(attack["start"]), str(attack["target"])
+
+
+def _unique(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Evidence items in order, each (signal, time, value, source, text) once."""
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for e in evidence:
+        key = (e["signal"], e["time"], e["value"], e["source"], e["text"])
+        if key not in seen:
+            seen.add(key)
+            out.append(e)
+    return out
 
 
 def _alert_text(alert: Any) -> str:
@@ -183,10 +214,11 @@ def _ddos(
     head = "DDoS"
     if recent:
         peak = max(recent, key=lambda a: (a.get("peak_bps") or 0.0, -a["start"]))
-        days = days_between(recent[0]["start"], start)
-        head = f"{plural(days, 'day')} of DDoS peaking at {gbps(peak.get('peak_bps') or 0.0)}"
+        first = int(recent[0]["start"])
+        lead = f"{span(first, start)} of DDoS" if first < start else "DDoS during the loss"
+        head = f"{lead} peaking at {gbps(peak.get('peak_bps') or 0.0)}"
         if overlap:
-            head += f" ({plural(len(overlap), 'attack')} still running)"
+            head += f" ({plural(len(overlap), 'attack')} overlapping the loss)"
         evidence.append(
             _ev(
                 "attacks",
@@ -212,7 +244,7 @@ def _ddos(
                     a["start"],
                     a.get("peak_bps"),
                     "ddos",
-                    f"attack on {a['target']} running at the loss (id {a['id']})",
+                    f"attack on {a['target']} overlapping the loss (id {a['id']})",
                 )
             )
     if surged:
@@ -229,8 +261,7 @@ def _ddos(
 
 
 def _instability(n: int, first: int | None, start: int, conf: float) -> dict[str, Any]:
-    days = days_between(first or start, start)
-    head = f"{plural(days, 'day')} of instability ({plural(n, 'flap')})"
+    head = f"{span(first or start, start)} of instability ({plural(n, 'flap')})"
     return {
         "cause": "instability",
         "confidence": conf,
