@@ -14,7 +14,12 @@ two methods:
 
 An outage event per entity runs from the first bin in which any of its signals
 is non-normal to the first bin in which all are normal again; alerts of
-several signals that overlap are one event.  ``severity`` is the largest
+several signals that overlap are one event.  A signal without new input in a
+bin (no probe round: Atlas measures every 240 s) keeps its level but cannot
+outlast newer evidence: once an alerting signal returns to normal on this
+bin's input, alerts whose last input is older end with it (the routes are
+back at 01:46, the next ping at 01:48 would say so two minutes late); such a
+carried-over level never opens or joins an event.  ``severity`` is the largest
 fraction lost (drop ÷ 100) in any bin, ``score`` IODA's overall score: per
 datasource (bgp, probing, traffic) the alert area Σ drop × minutes of its
 worst signal, multiplied over the datasources that saw the event.  An event
@@ -34,6 +39,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..config import Config, register_section
 from ..enrich.base import Enricher
@@ -44,6 +50,7 @@ from ..errors import ConfigError
 from ..events import event_id
 from ..model import SIGNAL_SCHEMA, TIME
 from .base import Detector, Tick
+from .entities import Registry
 from .ioda import LEVEL_NAMES, NORMAL, RULES, Rule, Step, Tracker
 from .routing_tracker import RoutingTracker
 from .signals import Series, SignalComputer, Watch
@@ -110,6 +117,7 @@ class SignalAlert:
     worst_value: float = 0.0
     worst_history: float = 0.0
     area: float = 0.0  # Σ drop × minutes
+    fresh_us: int = 0  # last bin in which new input of this signal said non-normal
 
 
 @dataclasses.dataclass
@@ -120,6 +128,12 @@ class _Event:
     end_us: int | None = None
     signals: dict[str, SignalAlert] = dataclasses.field(default_factory=dict)
     active: set[str] = dataclasses.field(default_factory=set)
+    recovered_us: int = -1  # last bin in which one of its alerting signals returned to normal on new input
+
+    def outlived(self) -> bool:
+        """True when a signal's recovery is newer than every alert still open: those rest on older
+        input (a probe round minutes before the routes came back) and cannot hold the event open."""
+        return self.recovered_us >= 0 and all(self.signals[s].fresh_us < self.recovered_us for s in self.active)
 
     @property
     def id(self) -> str:
@@ -195,7 +209,8 @@ class OutageDetector:
         self._pending: dict[tuple[tuple[str, str], str], list[float]] = {}
         self._traffic_bins = max(1, round(self.config.traffic_min_s / self.config.bin_s))
         self._changed: dict[str, _Event] = {}
-        self._signal_rows: list[pa.Table] = []
+        # (signal, entity type) -> (registry, [(bin start, rows, values)]) since the last drain
+        self._signal_parts: dict[tuple[str, str], tuple[Registry, list[tuple[int, np.ndarray, np.ndarray]]]] = {}
 
     # ------------------------------------------------------------ detector API
     def advance(self, now_us: int) -> None:
@@ -231,9 +246,9 @@ class OutageDetector:
         """Outage records created or changed since the last drain, and the new signal values."""
         out: dict[str, Any] = {"outages": [ev.record() for ev in self._changed.values()]}
         self._changed = {}
-        if self._signal_rows:
-            out["signals"] = pa.concat_tables(self._signal_rows)
-            self._signal_rows = []
+        table = self._signal_table()
+        if table is not None:
+            out["signals"] = table
         return out
 
     # ----------------------------------------------------------------- bins
@@ -269,7 +284,7 @@ class OutageDetector:
             before = tr.level.copy()
             step = tr.step(index, sr.values)
             self._judge(sr, start_us, before, step)
-        for key in [k for k, ev in self.open.items() if not ev.active]:
+        for key in [k for k, ev in self.open.items() if not ev.active or ev.outlived()]:
             ev = self.open.pop(key)
             ev.end_us = start_us
             self._changed[ev.id] = ev
@@ -282,14 +297,19 @@ class OutageDetector:
             key = (sr.entity_type, sr.registry.label(row))
             lvl, was = int(step.level[row]), int(before[row])
             ev = self.open.get(key)
+            fresh = sr.is_fresh(row)
             if lvl == NORMAL:
                 self._pending.pop((key, signal), None)
                 if ev is not None:
+                    if signal in ev.active and fresh:
+                        ev.recovered_us = start_us
                     ev.active.discard(signal)
                     alert = ev.signals.get(signal)
                     if alert is not None:
                         alert.transitions.append(self._transition(start_us, lvl, values[row], step.history[row]))
                 continue
+            if not fresh and (ev is None or signal not in ev.active):
+                continue  # a level carried over from older input opens nothing and joins nothing
             first_us, carried = start_us, 0.0
             if ev is None and family(signal) == "traffic" and self._traffic_bins > 1:
                 held = self._pending.setdefault((key, signal), [start_us, 0, 0.0])
@@ -311,6 +331,8 @@ class OutageDetector:
                 alert.transitions.append(self._transition(start_us, lvl, values[row], step.history[row]))
             ev.active.add(signal)
             alert.last_us = start_us
+            if fresh:
+                alert.fresh_us = start_us
             drop = float(step.drop[row])
             alert.area += drop * minutes
             if drop > alert.worst_drop or not alert.worst_us:
@@ -323,30 +345,37 @@ class OutageDetector:
         return {"time": at_us, "level": LEVEL_NAMES[level], "value": float(value), "history": float(history)}
 
     def _keep_signals(self, start_us: int, series: list[Series]) -> None:
-        """One table per bin (one Arrow build, not one per series: this runs every bin)."""
-        etypes, labels, names, values = [], [], [], []
+        """Note the bin's finite values; the Arrow table is built once per drain, not once per bin."""
         for sr in series:
             rows = np.flatnonzero(np.isfinite(sr.values))
-            if len(rows) == 0:
-                continue
-            etypes.append(np.full(len(rows), sr.entity_type, dtype=object))
-            labels.append(sr.registry.labels(rows))
-            names.append(np.full(len(rows), sr.signal, dtype=object))
-            values.append(sr.values[rows])
-        if not values:
-            return
-        n = sum(len(v) for v in values)
-        table = pa.table(
-            [
-                pa.array(np.full(n, start_us, dtype=np.int64)).cast(TIME),
-                pa.array(np.concatenate(etypes), pa.string()),
-                pa.concat_arrays(labels),
-                pa.array(np.concatenate(names), pa.string()),
-                pa.array(np.concatenate(values)),
-            ],
-            schema=SIGNAL_SCHEMA,
-        )
-        self._signal_rows.append(table)
+            if len(rows):
+                _, parts = self._signal_parts.setdefault((sr.signal, sr.entity_type), (sr.registry, []))
+                parts.append((start_us, rows, sr.values[rows]))
+
+    def _signal_table(self) -> pa.Table | None:
+        """The values noted since the last drain, by time (then signal, entity type, row)."""
+        tables = []
+        for (signal, etype), (registry, parts) in self._signal_parts.items():
+            rows = np.concatenate([p[1] for p in parts])
+            ts = np.repeat(np.array([p[0] for p in parts], dtype=np.int64), [len(p[1]) for p in parts])
+            n = len(rows)
+            tables.append(
+                pa.table(
+                    [
+                        pa.array(ts).cast(TIME),
+                        pa.array([etype] * n, pa.string()),
+                        registry.labels(rows),
+                        pa.array([signal] * n, pa.string()),
+                        pa.array(np.concatenate([p[2] for p in parts])),
+                    ],
+                    schema=SIGNAL_SCHEMA,
+                )
+            )
+        self._signal_parts = {}
+        if not tables:
+            return None
+        table = pa.concat_tables(tables)
+        return table.take(pc.sort_indices(table.column("ts")))  # a stable sort
 
     def records(self) -> list[dict[str, Any]]:
         """Every outage found so far (open or ended) in record form, by start."""

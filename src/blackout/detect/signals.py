@@ -85,12 +85,24 @@ Raw = tuple[str, str, np.ndarray, np.ndarray]
 
 @dataclasses.dataclass
 class Series:
-    """One signal of one entity type for one bin, aligned with its registry's rows (NaN: no value)."""
+    """One signal of one entity type for one bin, aligned with its registry's rows (NaN: no value).
+
+    ``fresh`` marks the rows whose value rests on input of this very bin.  A probe belief is carried
+    between probing rounds (Atlas measures every 240 s), so ``probing_up`` has a value every bin but
+    new evidence only in a round; None means every finite value is fresh.
+    """
 
     signal: str
     entity_type: str
     registry: Registry
     values: np.ndarray
+    fresh: np.ndarray | None = None
+
+    def is_fresh(self, row: int) -> bool:
+        """Whether this row's value rests on this bin's input."""
+        if self.fresh is not None:
+            return bool(self.fresh[row])
+        return bool(np.isfinite(self.values[row]))
 
 
 class SignalComputer:
@@ -114,6 +126,7 @@ class SignalComputer:
         self.probes: list[pa.Table] = []
         self.registries: dict[tuple[str, str], Registry] = {}
         self._bgp_series_cache: tuple[tuple[int, int], list[Series]] | None = None
+        self._probed: dict[str, np.ndarray] = {}  # entity type -> keys whose blocks had results this bin
         # probing state per /24 block (sorted by block)
         self.blocks = np.zeros(0, dtype=np.uint32)
         self.belief = np.zeros(0)
@@ -164,7 +177,11 @@ class SignalComputer:
         rows = reg.rows(keys)
         out = np.full(len(reg), np.nan if signal == "probing_share" else 0.0)
         out[rows] = values
-        return Series(signal, etype, reg, out)
+        fresh = None
+        if signal == "probing_up":
+            fresh = np.zeros(len(reg), dtype=bool)
+            fresh[rows[np.isin(keys, self._probed.get(etype, keys[:0]))]] = True
+        return Series(signal, etype, reg, out, fresh)
 
     def _where(self, addrs: pa.Array, at_us: int) -> tuple[np.ndarray, np.ndarray]:
         """(origin AS, country) of addresses; unrouted IPv4 addresses keep their /24's last origin."""
@@ -266,6 +283,13 @@ class SignalComputer:
         up = (self.belief > BELIEF_UP).astype(np.float64)
         out: list[Raw] = []
         out += _per_entity("probing_up", self.block_asn, self.block_cc, up, self.blocks, self.watch, "sum")
+        probed = np.zeros(len(self.blocks))
+        if probes.num_rows:
+            targets = probes.column("target").combine_chunks()
+            blocks = (v4_to_u32(targets) >> np.uint32(8))[is_v4(targets)]
+            probed[np.searchsorted(self.blocks, blocks)] = 1.0
+        touched = _per_entity("probed", self.block_asn, self.block_cc, probed, self.blocks, self.watch, "sum")
+        self._probed = {etype: keys[vals > 0] for _, etype, keys, vals in touched}
         if probes.num_rows:
             targets = probes.column("target").combine_chunks()
             v4 = is_v4(targets)
