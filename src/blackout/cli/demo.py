@@ -123,12 +123,13 @@ def run(args: argparse.Namespace) -> int:
     store.close()
     if args.no_serve:
         return 2 if inputs.failures else 0
-    return serve(args.db, args.port)
+    return serve(args.db, args.port, str(root / "asn/asnames.json.gz"))
 
 
-def serve(db: str, port: int) -> int:
-    """Serve the dashboard over the demo's store until Ctrl-C (the `serve` command, on loopback)."""
+def serve(db: str, port: int, asnames: str) -> int:
+    """Serve the dashboard over the demo's store until Ctrl-C (the `serve` command, on loopback; AS names
+    from the bundled registry lines, so AS131279 reads STAR-KP)."""
     from . import main as cli
 
     print(f"\ndashboard: http://127.0.0.1:{port}/  (Ctrl-C to stop)", flush=True)
-    return cli.main(["serve", "--db", db, "--host", "127.0.0.1", "--port", str(port)])
+    return cli.main(["serve", "--db", db, "--host", "127.0.0.1", "--port", str(port), "--asnames", asnames])
