@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -9,9 +12,15 @@ import pyarrow as pa
 import pytest
 
 from blackout import addr, events
+from blackout.config import Config
 from blackout.detect.base import Tick
-from blackout.engine import Engine, EngineConfig, Source
+from blackout.detect.ddos import DdosDetector
+from blackout.detect.ddos_config import DdosConfig
+from blackout.engine import Engine, EngineConfig, RunStats, Source
 from blackout.model import FLOW_SCHEMA, Kind
+from blackout.pipeline import Inputs
+from blackout.sources import DecodeContext
+from conftest import DATA
 
 US = 1_000_000
 
@@ -112,3 +121,117 @@ def test_records_later_than_the_lateness_are_counted_not_lost() -> None:
     rows, engine = run([flows], 100, lateness_s=2.0)
     assert engine.stats.late > 0
     assert sum(r["total_packets"] for r in rows) == 3000  # every record reached a tick
+
+
+# ------------------------------------------------------- per-source lateness
+def test_each_source_waits_only_its_own_lateness() -> None:
+    """An in-order capture (origin afpacket: lateness 0 by default) beside a disordered export (30 s): the
+    ticks are still byte-identical to the numpy oracle at every batch size, and nothing is late."""
+    flows = synthetic_flows(4000, seed=11, disorder_s=20)
+    ts = flows.column("ts").cast(pa.int64()).to_numpy()
+    in_order = flows.take(np.argsort(ts[:2000], kind="stable"))
+    export = flows.slice(2000)
+    reference, _ = run([flows], 65536)
+    for batch_size in (1, 1000, 65536):
+        ledger_rows, engine = run_sources(
+            [Source("afpacket", Kind.FLOW, in_order.to_batches(batch_size)), export_source(export, batch_size)]
+        )
+        assert engine.stats.late == 0
+        assert [events.dumps(r) for r in ledger_rows] == [events.dumps(r) for r in reference]
+
+
+def test_lateness_by_origin_overrides_the_source_default() -> None:
+    """A disordered stream named afpacket has lateness 0 (its records come late, counted); the config's
+    lateness_by_origin gives it 30 s and then nothing is late; a file source keeps engine.lateness_s."""
+    flows = synthetic_flows(2000, seed=5, disorder_s=20)
+    _, engine = run_sources([Source("afpacket", Kind.FLOW, flows.to_batches(100))])
+    assert engine.stats.late > 0
+    config = EngineConfig(tick_s=1.0, lateness_s=30.0, lateness_by_origin={"afpacket": 25.0})
+    rows, engine = run_sources([Source("afpacket", Kind.FLOW, flows.to_batches(100))], config)
+    assert engine.stats.late == 0 and sum(r["total_packets"] for r in rows) == 2000
+    assert Source("x.pcap", Kind.FLOW, [], origin="pcap").lateness_s is None  # engine.lateness_s applies
+    assert Source("bmp:11019", Kind.ROUTE, []).origin == "bmp"
+
+
+def export_source(table: pa.Table, batch_size: int) -> Source:
+    return Source("export", Kind.FLOW, table.to_batches(batch_size), origin="netflow")
+
+
+def run_sources(sources: list[Source], config: EngineConfig | None = None) -> tuple[list[dict[str, Any]], Engine]:
+    ledger = TickLedger()
+    engine = Engine([ledger], None, config or EngineConfig(tick_s=1.0, lateness_s=30.0))
+    engine.run(sources)
+    return ledger.rows, engine
+
+
+# ------------------------------------------------------------- future guard
+SYNFLOOD = DATA / "pcap/stopddos/pkt.TCP.synflood.spoofed.pcap"
+LOW = ["ddos.threshold_pps=500", "ddos.ban_for_bandwidth=off", "ddos.baseline=false"]
+FAR = 4_000_000_000  # 2096-10-02: 75 years past the capture (classic pcap's u32 seconds end in 2106)
+
+
+def pcap_record_offsets(data: bytes) -> list[int]:
+    """Offsets of the record headers of a little-endian classic pcap (16-byte headers, incl_len at +8)."""
+    assert data[:4] == b"\xd4\xc3\xb2\xa1"
+    offsets, pos = [], 24
+    while pos + 16 <= len(data):
+        offsets.append(pos)
+        pos += 16 + struct.unpack_from("<I", data, pos + 8)[0]
+    assert pos == len(data)
+    return offsets
+
+
+def replay_attacks(path: Path, config: EngineConfig) -> tuple[list[str], RunStats, dict[str, int]]:
+    """The file through the replay command's sources and a DDoS detector: final attack records (dumped).
+
+    Batches of 4,096 packets, so the ~38k-packet capture spans several (as any large file does)."""
+    inputs = Inputs(DecodeContext(batch_size=4096))
+    latest: dict[str, dict[str, Any]] = {}
+
+    def sink(out: dict[str, list[dict[str, Any]]]) -> None:
+        latest.update((rec["id"], rec) for rec in out.get("attacks", []))
+
+    detector = DdosDetector(Config.load(overrides=LOW).section("ddos", DdosConfig), None)
+    stats = Engine([detector], sink, config, errors=inputs.ctx.errors).run(inputs.open([str(path)]))
+    return (
+        [events.dumps(r) for r in sorted(latest.values(), key=lambda r: r["start"])],
+        stats,
+        inputs.ctx.errors.by_reason(),
+    )
+
+
+def test_a_record_dated_decades_ahead_is_dropped_and_counted(tmp_path: Path) -> None:
+    """StopDDoS SYN flood with one packet in mid-attack re-dated to 2096: the attack record is byte for byte
+    that of the capture without that packet, and the packet is counted (per file and as a skipped reason).
+    Unguarded (max_future_s=0) the watermark jumps to 2096 and the rest of the flood lands late in one tick."""
+    data = SYNFLOOD.read_bytes()
+    offsets = pcap_record_offsets(data)
+    at = offsets[len(offsets) // 2]
+    dated = bytearray(data)
+    struct.pack_into("<I", dated, at, FAR)
+    cut = data[:at] + data[at + 16 + struct.unpack_from("<I", data, at + 8)[0] :]
+    (tmp_path / "dated.pcap").write_bytes(dated)
+    (tmp_path / "cut.pcap").write_bytes(cut)
+    config = EngineConfig(tick_s=1.0, lateness_s=5.0)
+    clean, clean_stats, _ = replay_attacks(tmp_path / "cut.pcap", config)
+    guarded, stats, skipped = replay_attacks(tmp_path / "dated.pcap", config)
+    assert clean and '"10.10.10.10"' in clean[0]
+    assert guarded == clean
+    assert stats.future == {str(tmp_path / "dated.pcap"): 1} and stats.late == clean_stats.late == 0
+    assert skipped == {"record dated more than 86400 s after the source's latest record (dropped)": 1}
+    assert set(stats.detectors["ddos"]) == {"bad_rows", "stale_ticks", "untracked", "evictions"}
+    unguarded, loose, _ = replay_attacks(
+        tmp_path / "dated.pcap", EngineConfig(tick_s=1.0, lateness_s=5.0, max_future_s=0)
+    )
+    assert unguarded != clean and loose.late > len(offsets) // 3 and not loose.future
+
+
+def test_a_live_record_ahead_of_the_wall_clock_is_dropped() -> None:
+    """A live source (heartbeat): a record an hour past the wall clock is dropped and counted; one now is kept."""
+    now = time.time_ns() // 1000
+    flows = synthetic_flows(2, seed=1, disorder_s=0)
+    ts = pa.array([now, now + 3600 * US], pa.timestamp("us", tz="UTC"))
+    batch = flows.set_column(0, FLOW_SCHEMA.field("ts"), ts).to_batches()[0]
+    rows, engine = run_sources([Source("udp", Kind.FLOW, [batch], heartbeat=lambda: time.time_ns() // 1000)])
+    assert engine.stats.future == {"udp": 1}
+    assert sum(r["total_packets"] for r in rows) == 1

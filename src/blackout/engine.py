@@ -5,9 +5,10 @@ iterators of Arrow batches of one kind (flows, route elements, probe results).
 The engine always pulls from the source that is furthest behind in event time,
 so sources stay aligned however they are batched or split into files.
 
-Watermark: the smallest "furthest timestamp seen" over sources still running,
-less an allowed lateness (records may arrive out of order inside that bound —
-flow exports do).  Every tick that ends before the watermark is released:
+Watermark: the smallest "furthest timestamp seen, less that source's allowed
+lateness" over sources still running (records may arrive out of order inside
+that bound — flow exports do; a live AF_PACKET capture does not, so its
+lateness defaults to 0).  Every tick that ends before the watermark is released:
 its records (sorted by time, ties kept in source order) are handed to each
 detector, which returns events; the engine hands those to the sink (the store).
 
@@ -15,20 +16,33 @@ Determinism: what a tick contains depends only on the records' timestamps, not
 on batch sizes or on when the watermark happened to move, so the events are the
 same whatever the batching.  A record later than the allowed lateness joins the
 first tick not yet released and is counted in ``late``.
+
+Future guard: one record dated far ahead (a broken clock, a corrupt header)
+would drag its source's frontier, hence the watermark, with it, release every
+tick up to that date and make every later record late.  Such a record is
+dropped before it moves anything and counted per source in ``future`` (and in
+the run's ErrorLog when one is given).  "Far ahead" is ``max_future_s`` past
+the latest record the source had yielded (replay: sequential within the
+source, so it does not depend on batching; a source's very first record is
+its reference), or ``max_future_live_s`` past the wall clock for a live
+source (one with a heartbeat).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from numba import njit
 
 from .config import register_section
 from .detect.base import Detector, Tick
+from .errors import ErrorLog
 from .model import SCHEMAS, Kind
 
 US = 1_000_000
@@ -42,10 +56,20 @@ class EngineConfig:
 
     tick_s: float = 1.0  # width of a tick of event time, in seconds
     lateness_s: float = 120.0  # how far out of order records may arrive (flow exports: active timeout)
+    # Per-origin lateness over the source's own default and lateness_s, e.g. {afpacket = 0, udp = 30};
+    # an origin is a file format (pcap, mrt, netflow, ...) or a listener (afpacket, udp, bmp, probe).
+    lateness_by_origin: dict[str, float] = dataclasses.field(default_factory=dict)
+    max_future_s: float = 86400.0  # replay: drop a record this far past its source's latest one (0: off)
+    max_future_live_s: float = 300.0  # live sources: drop a record this far past the wall clock (0: off)
     batch_size: int = 65536  # rows per decoded batch
 
 
 register_section("engine", EngineConfig)
+
+# A source's own lateness when it names none, by origin.  AF_PACKET frames leave the ring in kernel
+# timestamp order and its heartbeat only passes what was yielded (collect/afpacket.py): nothing can
+# arrive late, so each tick is released as soon as it ends.  Everything else: engine.lateness_s.
+ORIGIN_LATENESS_S: dict[str, float] = {"afpacket": 0.0}
 
 
 @dataclasses.dataclass
@@ -58,6 +82,17 @@ class Source:
     # Live sources yield empty batches while idle; heartbeat() then gives the event time (µs) they
     # have certainly reached (the wall clock), so the watermark moves and quiet ticks count.
     heartbeat: Callable[[], int] | None = None
+    # What produced it: a file format (pcap, mrt, ...) or a listener (afpacket, udp, bmp, probe);
+    # empty: the name up to its first ':' (the collectors name their sources "afpacket", "bmp:PORT", ...).
+    origin: str = ""
+    # How far out of order its records may arrive; None: ORIGIN_LATENESS_S, else engine.lateness_s.
+    lateness_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.origin:
+            self.origin = self.name.partition(":")[0]
+        if self.lateness_s is None:
+            self.lateness_s = ORIGIN_LATENESS_S.get(self.origin)
 
 
 @dataclasses.dataclass
@@ -67,6 +102,9 @@ class RunStats:
     records: dict[str, int] = dataclasses.field(default_factory=lambda: {k.value: 0 for k in Kind})
     ticks: int = 0
     late: int = 0
+    future: dict[str, int] = dataclasses.field(default_factory=dict)  # dropped, per source name
+    # Each detector's own counted drops at the end of the run (DdosDetector.counters()), by detector name
+    detectors: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     events: dict[str, int] = dataclasses.field(default_factory=dict)
     first_us: int | None = None
     last_us: int | None = None
@@ -75,9 +113,10 @@ class RunStats:
 class _Stream:
     """Engine-side state of one source."""
 
-    def __init__(self, index: int, source: Source) -> None:
+    def __init__(self, index: int, source: Source, lateness_us: int) -> None:
         self.index = index
         self.source = source
+        self.lateness_us = lateness_us
         self.it: Iterator[pa.RecordBatch] = iter(source.batches)
         self.frontier = _UNSEEN  # furthest event time seen, µs
         self.done = False
@@ -93,20 +132,21 @@ class Engine:
         sink: EventSink | None = None,
         config: EngineConfig | None = None,
         on_batch: Callable[[Source, pa.RecordBatch], None] | None = None,
+        errors: ErrorLog | None = None,
     ) -> None:
         self.detectors = detectors
         self.sink = sink
         self.config = config or EngineConfig()
         self.on_batch = on_batch
         self.tick_us = max(1, round(self.config.tick_s * US))
-        self.lateness_us = max(0, round(self.config.lateness_s * US))
+        self.errors = errors  # where dropped future records are reported beside the decoders' skips
         self.released_us: int | None = None  # every tick before this was handed out
         self.stats = RunStats()
 
     # ------------------------------------------------------------------ run
     def run(self, sources: list[Source], close_open: bool = True) -> RunStats:
         """Consume every source to its end, then finish the detectors."""
-        streams = [_Stream(i, s) for i, s in enumerate(sources)]
+        streams = [_Stream(i, s, self._lateness_us(s)) for i, s in enumerate(sources)]
         while True:
             active = [s for s in streams if not s.done]
             if not active:
@@ -119,7 +159,16 @@ class Engine:
         for det in self.detectors:
             det.finish(end, close_open)
         self._drain()
+        for det in self.detectors:
+            counted = getattr(det, "counters", None) or getattr(getattr(det, "inner", None), "counters", None)
+            if callable(counted):  # a wrapper (explain.AttackTap) reports its inner detector's
+                self.stats.detectors[det.name] = dict(counted())
         return self.stats
+
+    def _lateness_us(self, source: Source) -> int:
+        """Config per origin, else the source's own, else engine.lateness_s."""
+        lateness = self.config.lateness_by_origin.get(source.origin, source.lateness_s)
+        return max(0, round((self.config.lateness_s if lateness is None else lateness) * US))
 
     def _pull(self, stream: _Stream) -> None:
         batch = next(stream.it, None)
@@ -130,21 +179,47 @@ class Engine:
             if stream.source.heartbeat is not None:
                 stream.frontier = max(stream.frontier, stream.source.heartbeat())
             return
+        ts = batch.column("ts").cast(pa.int64()).to_numpy(zero_copy_only=False)
+        future = self._future(stream, ts)
+        if future is not None:
+            batch, ts = batch.filter(pa.array(~future)), ts[~future]
+            if batch.num_rows == 0:
+                return
         if self.on_batch is not None:
             self.on_batch(stream.source, batch)
-        ts = pc.max(batch.column("ts").cast(pa.int64())).as_py()
-        stream.frontier = max(stream.frontier, ts)
+        stream.frontier = max(stream.frontier, int(ts.max()))
         stream.pending.append(batch)
         self.stats.records[stream.source.kind.value] += batch.num_rows
 
+    def _future(self, stream: _Stream, ts: np.ndarray) -> np.ndarray | None:
+        """Mask of the batch's records dated too far ahead (None when there are none); counts them."""
+        live = stream.source.heartbeat is not None
+        horizon_s = self.config.max_future_live_s if live else self.config.max_future_s
+        if horizon_s <= 0:
+            return None
+        horizon = round(horizon_s * US)
+        if live:
+            future = ts > time.time_ns() // 1000 + horizon
+        else:
+            future = _ahead_of_running_max(ts, stream.frontier, horizon, _UNSEEN)
+        n = int(future.sum())
+        if not n:
+            return None
+        name = stream.source.name
+        self.stats.future[name] = self.stats.future.get(name, 0) + n
+        if self.errors is not None:
+            since = "the wall clock" if live else "the source's latest record"
+            self.errors.add(name, f"record dated more than {horizon_s:g} s after {since} (dropped)", n=n)
+        return future
+
     def _watermark(self, streams: list[_Stream]) -> int | None:
         """None when every source has ended (release all); _UNSEEN while one has not yet started."""
-        active = [s.frontier for s in streams if not s.done]
+        active = [s for s in streams if not s.done]
         if not active:
             return None
-        if min(active) == _UNSEEN:
+        if any(s.frontier == _UNSEEN for s in active):
             return _UNSEEN
-        return min(active) - self.lateness_us
+        return min(s.frontier - s.lateness_us for s in active)
 
     # -------------------------------------------------------------- release
     def _release(self, streams: list[_Stream], watermark: int | None) -> None:
@@ -229,3 +304,17 @@ class Engine:
                 self.stats.events[table] = self.stats.events.get(table, 0) + len(rows)
             if self.sink is not None:
                 self.sink(events)
+
+
+@njit(cache=True)
+def _ahead_of_running_max(ts: np.ndarray, start: int, horizon: int, unseen: int) -> np.ndarray:
+    """Records more than `horizon` past the latest record kept before them (sequential, so batching
+    cannot change the answer); a dropped record does not become the reference."""
+    out = np.zeros(len(ts), np.bool_)
+    top = start
+    for i in range(len(ts)):
+        if top != unseen and ts[i] > top + horizon:
+            out[i] = True
+        elif ts[i] > top:
+            top = ts[i]
+    return out

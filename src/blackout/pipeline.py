@@ -66,7 +66,7 @@ class Inputs:
                 continue
             self.formats[path] = name
             decoder = FILE_DECODERS[name]
-            sources.append(Source(path, decoder.kind, self._batches(path, name, data)))
+            sources.append(Source(path, decoder.kind, self._batches(path, name, data), origin=name))
         return sources
 
     def _batches(self, path: str, name: str, data: bytes) -> Iterator[pa.RecordBatch]:
@@ -151,7 +151,7 @@ def replay(
     keep = store is not None and config.section("store", StoreConfig).keep_flows
     on_batch = flow_keeper(store) if keep and store is not None else None
     router = router_for(config, store.upsert if store else None)  # store, then alerts and mitigation
-    engine = Engine(build_detectors(config), router, engine_config, on_batch=on_batch)
+    engine = Engine(build_detectors(config), router, engine_config, on_batch=on_batch, errors=inputs.ctx.errors)
     try:
         stats = engine.run(sources, close_open=not cut)
     finally:

@@ -84,6 +84,8 @@ def run_summary(stats: RunStats, inputs: Inputs, attacks: int, outages: int, db:
         "skipped": inputs.ctx.errors.total,
         "skipped_reasons": inputs.ctx.errors.by_reason(),
         "late_records": stats.late,
+        "future_records": stats.future,  # dropped per file: dated engine.max_future_s past the file's latest
+        "detector_counters": stats.detectors,  # e.g. ddos: bad_rows, stale_ticks, untracked, evictions
         "ticks": stats.ticks,
         "from": iso(stats.first_us),
         "until": iso(stats.last_us),
@@ -102,4 +104,8 @@ def print_summary(s: dict[str, Any]) -> None:
     )
     if s["skipped"]:
         print(f"skipped {s['skipped']:,} damaged or unsupported items: {s['skipped_reasons']}")
+    drops = [f"{s['late_records']:,} late record(s) joined the next open tick"]
+    for name, counted in s["detector_counters"].items():
+        drops.append(f"{name} " + ", ".join(f"{k} {v:,}" for k, v in counted.items()))
+    print("counted: " + "; ".join(drops))
     print(f"store {s['db']}: {s['attacks_in_store']} attack(s), {s['outages_in_store']} outage(s)")
