@@ -273,6 +273,22 @@ def test_gobgp_backend_rtbh_and_amplification_flowspec(speakers: Speakers) -> No
     run_attack(speakers, mitigation_config(speakers, "gobgp", "flowspec", 1.0), records, "ipv4-flowspec", rules)
 
 
+def test_reflection_from_an_unlisted_port_gets_a_rule_and_spoofed_vectors_none(speakers: Speakers) -> None:
+    """udp_reflection:<port> matches UDP from that source port; a telescope's spoofed_* vector gets no rule
+    (its victim is elsewhere): gobgpd ends up holding exactly the one reflection rule."""
+    victim, _ = tshark_victim()
+    vectors = [{"name": "udp_reflection:8080", "share": 0.6}, {"name": "spoofed_syn_flood", "share": 0.4}]
+    records = tuple({**r, "vectors": vectors} for r in attack_records())
+    only = f"[destination: {victim}/32][protocol: ==udp][source-port: ==8080]"
+    run_attack(
+        speakers,
+        mitigation_config(speakers, "gobgp", "flowspec", 1.0),
+        records,
+        "ipv4-flowspec",
+        lambda rib: set(rib) == {only},
+    )
+
+
 # what each vector must match besides the victim, as gobgp prints the NLRI (RFC 8955 components)
 MATCHES = {
     "dns_amplification": "[protocol: ==udp][source-port: ==53]",

@@ -17,8 +17,9 @@ community 65535:666 (RFC 7999) and NO_EXPORT toward a discard next hop.
 ``flowspec`` (RFC 8955) announces one rule per attack vector carrying at least
 ``flowspec_min_share`` of the packets, matching what the vector is made of
 (:data:`FLOWSPEC_MATCH`: e.g. UDP from source port 123 to the victim for
-``ntp_amplification``, TCP with SYN and not ACK for ``syn_flood``), with
-action discard or a rate limit.
+``ntp_amplification`` and ``udp_reflection:<port>``, TCP with SYN and not ACK
+for ``syn_flood``; none for the telescope's ``spoofed_*``), with action
+discard or a rate limit.
 
 Rules are shared: two attacks needing the same rule hold it together, and it
 is withdrawn ``hold_s`` after the last of them ends (a new attack inside the
@@ -131,6 +132,21 @@ FLOWSPEC_MATCH: dict[str, dict[str, Any]] = {
     "ip_flood": {},
     **{f"{service}_amplification": {"protocol": UDP, "source_port": port} for port, service in AMPLIFIERS.items()},
 }
+# Not here on purpose: the telescope's spoofed_* vectors.  Their target is a host elsewhere whose
+# backscatter reached our dark space; the flood itself never crosses our routers, so a rule toward
+# that host would match nothing of ours (and RTBH would cut off someone else).  A flood on one of our
+# own hosts is seen directly and named syn_flood, ... by the DDoS detector, which has rules.
+REFLECTION = "udp_reflection:"  # + source port outside the amplifier table (detect/reflection.py)
+
+
+def flowspec_match(vector: str) -> dict[str, Any] | None:
+    """What a vector's packets look like, or None when no FlowSpec rule fits it."""
+    if vector.startswith(REFLECTION):
+        port = vector.removeprefix(REFLECTION)
+        if port.isdigit() and 0 < int(port) < 65536:
+            return {"protocol": UDP, "source_port": int(port)}
+        return None
+    return FLOWSPEC_MATCH.get(vector)
 
 
 def parse_groups(cfg: MitigationConfig) -> list[Group]:
@@ -180,7 +196,7 @@ def build_rules(record: dict[str, Any], group: Group, address: Any, cfg: Mitigat
         return [Rule("rtbh", prefix, v6)]
     rules = []
     for vector in record.get("vectors") or []:
-        match = FLOWSPEC_MATCH.get(vector.get("name"))
+        match = flowspec_match(str(vector.get("name")))
         if match is None or (vector.get("share") or 0.0) < cfg.flowspec_min_share:
             continue
         fields = dict(match)
