@@ -25,7 +25,9 @@ the run's ErrorLog when one is given).  "Far ahead" is ``max_future_s`` past
 the latest record the source had yielded (replay: sequential within the
 source, so it does not depend on batching; a source's very first record is
 its reference), or ``max_future_live_s`` past the wall clock for a live
-source (one with a heartbeat).
+source (one with a heartbeat).  The price: one file whose records really jump
+further than that (a collector down for days) loses what follows the jump,
+counted; split such a file or raise ``max_future_s`` (0 turns the guard off).
 """
 
 from __future__ import annotations

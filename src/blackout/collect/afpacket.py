@@ -7,8 +7,10 @@ timestamps) into a chunk buffer and hands the chunk to a queue every
 the pcap decoder's numba frame kernel into 1-packet flows, exactly as a
 capture file of the same frames would decode (exporter ``afpacket:IFACE``).
 The heartbeat is the last time the ring was seen empty, less the age a frame
-may reach in a block not yet retired, once that chunk is queued; so
-``engine.lateness_s = 0`` is safe and a tick is released ~flush_s after it ends.
+may reach in a block not yet retired, once that chunk is queued; so a lateness
+of 0 is safe, and it is this source's default (origin ``afpacket`` in
+``engine.ORIGIN_LATENESS_S``; ``engine.lateness_by_origin`` overrides it): a
+tick is released ~flush_s after it ends while flow exports keep ``engine.lateness_s``.
 
 Why the ring, measured (``bench/bench_fastnetmon.py``, top-speed replay): a
 ``recv_into`` loop kept ~70k frames/s and the kernel dropped half of a 150k
@@ -204,7 +206,7 @@ class AfPacketCollector:
         """Event time (µs) every frame before which has been yielded: the engine's watermark may pass it.
 
         It is the start of the chunks still being filled, read before the queue was last found empty, so
-        it lags the wall clock by at most flush_s and ``engine.lateness_s`` can be 0 for this source.
+        it lags the wall clock by at most flush_s, so this source's lateness is 0 (engine.ORIGIN_LATENESS_S).
         """
         return self.beat_us
 
