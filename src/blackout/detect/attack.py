@@ -18,9 +18,9 @@ import pyarrow as pa
 from .. import addr
 from ..enrich.base import Enricher
 from . import spoofing
-from .reflection import PortReflections
+from .reflection import PortReflections, candidates
 from .roles import role_of
-from .sketch import SparseCounter, address_keys, group_keys, smallest_distinct
+from .sketch import SparseCounter, address_keys, dense_codes, fold_by_owner, group_keys, smallest_distinct
 from .vectors import DIRECT_PORTED, FALLBACK, N_VECTORS, REFLECTED, UDP_FLOOD, classify, vector_shares
 
 TOP = 10  # entries kept in top_sources, source_countries, source_asns
@@ -46,6 +46,9 @@ class AttackRows:
     flag: np.ndarray  # source is a bogon or (routing known) unrouted
     country: np.ndarray  # uint64 packed ISO code, 0 unknown
     asn: np.ndarray  # uint64, 0 unknown
+    src_uniq: np.ndarray  # the tick's distinct source keys, sorted
+    src_code: np.ndarray  # index of each row's source key in src_uniq
+    src_first: np.ndarray  # one row of each distinct source
 
     @classmethod
     def build(cls, flows: pa.Table, rows: np.ndarray, enricher: Enricher, at_us: int) -> AttackRows:
@@ -64,7 +67,7 @@ class AttackRows:
             dst_port,
             t.column("fragment").to_numpy(zero_copy_only=False),
         )
-        _, first, inv = group_keys(keys)
+        uniq, first, inv = group_keys(keys)
         info = enricher.lookup(t.column("src_addr").take(pa.array(first, type=pa.int64())), at_us)
         routed = np.asarray(info.routed, dtype=bool)
         routing_known = bool(routed.any())
@@ -87,6 +90,9 @@ class AttackRows:
             flag[inv],
             packed[inv],
             np.asarray(info.origin_asn, dtype=np.uint64)[inv],
+            uniq,
+            inv,
+            first,
         )
 
 
@@ -109,29 +115,11 @@ class AttackStats:
         self.ttl = np.zeros(256, dtype=np.float64)
         self.sampled = False
 
-    def add_tick(self, rows: AttackRows, sel: np.ndarray, start_us: int, pps: float, bps: float) -> None:
-        """Fold in the selected rows of one tick, whose target rates were pps and bps."""
-        pk = rows.packets[sel]
-        self.packets += float(pk.sum())
-        self.bytes += float(rows.bytes[sel].sum())
-        self._peak(pps, bps, start_us)
-        vec = rows.vector[sel]
-        self.vectors += np.bincount(vec, weights=pk, minlength=N_VECTORS)
-        keys = rows.src_key[sel]
-        for code in np.unique(vec[REFLECTED[vec]]).tolist():
+    def add_reflectors(self, vec: np.ndarray, keys: np.ndarray) -> None:
+        """Keep enough distinct sources per reflection vector to tell a reflection from one server."""
+        for code in np.unique(vec).tolist():
             got = self.reflectors.get(code, np.zeros(0, np.uint64))
             self.reflectors[code] = smallest_distinct(got, keys[vec == code], self.min_sources)
-        udp = vec == UDP_FLOOD
-        if udp.any():
-            self.other_ports.add(rows.src_port[sel][udp], rows.size[sel][udp], keys[udp], pk[udp])
-        cols = np.stack([pk, rows.raw_packets[sel], rows.flag[sel].astype(np.float64)], axis=1)
-        self.sources.add(keys, cols, np.stack([rows.src_hi[sel], rows.src_lo[sel]], axis=1))
-        direct = DIRECT_PORTED[vec]
-        self.ports.add(rows.dst_port[sel][direct].astype(np.uint64), pk[direct])
-        self.countries.add(rows.country[sel], pk)
-        self.asns.add(rows.asn[sel], pk)
-        self.ttl += np.bincount(rows.ttl[sel].astype(np.int64), weights=pk, minlength=256)
-        self.sampled = self.sampled or bool(rows.sampled[sel].any())
 
     def _peak(self, pps: float, bps: float, at_us: int) -> None:
         if pps > self.peak_pps:
@@ -206,6 +194,72 @@ class AttackStats:
             "spoofing": spoof,
             "target_role": role_of(self.ports.keys, self.ports.sums[:, 0]),
         }
+
+
+def fold_tick(
+    rows: AttackRows,
+    stats: list[AttackStats],
+    owner: np.ndarray,
+    sel: np.ndarray,
+    start_us: int,
+    pps: list[float],
+    bps: list[float],
+) -> None:
+    """Fold one tick's rows into many attacks at once: row sel[i] goes to stats[owner[i]] (owner ascending).
+
+    Every sum is one bincount or one sort over all the attacks' rows together,
+    so the per-attack cost left is handing each attack its slice; per-attack
+    counters merge those slices lazily (:meth:`SparseCounter.add_folded`).
+    """
+    n = len(stats)
+    pk = rows.packets[sel]
+    vec = rows.vector[sel]
+    packets = np.bincount(owner, weights=pk, minlength=n).tolist()
+    sizes = np.bincount(owner, weights=rows.bytes[sel], minlength=n).tolist()
+    vectors = np.bincount(owner * N_VECTORS + vec, weights=pk, minlength=n * N_VECTORS).reshape(n, N_VECTORS)
+    ttl = np.bincount(owner * 256 + rows.ttl[sel].astype(np.int64), weights=pk, minlength=n * 256).reshape(n, 256)
+    sampled = (np.bincount(owner, weights=rows.sampled[sel], minlength=n) > 0).tolist()
+    src_cols = np.stack([pk, rows.raw_packets[sel], rows.flag[sel].astype(np.float64)], axis=1)
+    code = rows.src_code[sel]
+    src_b, src_c, src_s = fold_by_owner(owner, n, code, len(rows.src_uniq), src_cols)
+    src_tags = np.stack([rows.src_hi[rows.src_first], rows.src_lo[rows.src_first]], axis=1)
+    direct = DIRECT_PORTED[vec]
+    port_keys, port_code = dense_codes(rows.dst_port[sel][direct].astype(np.uint64))
+    port_b, port_c, port_s = fold_by_owner(owner[direct], n, port_code, len(port_keys), pk[direct])
+    folds = []
+    for column, counter in ((rows.country, "countries"), (rows.asn, "asns")):
+        keys, codes = dense_codes(column[sel])
+        folds.append((counter, keys, *fold_by_owner(owner, n, codes, len(keys), pk)))
+    reflected = np.flatnonzero(REFLECTED[vec])
+    reflected_b = np.searchsorted(owner[reflected], np.arange(n + 1))
+    udp = np.flatnonzero(vec == UDP_FLOOD)
+    if n and len(udp):
+        udp = udp[candidates(rows.src_port[sel[udp]], rows.size[sel[udp]], stats[0].other_ports.min_bytes)]
+    udp_b = np.searchsorted(owner[udp], np.arange(n + 1))
+    for a, st in enumerate(stats):
+        st.packets += packets[a]
+        st.bytes += sizes[a]
+        st._peak(pps[a], bps[a], start_us)
+        st.vectors += vectors[a]
+        st.ttl += ttl[a]
+        st.sampled = st.sampled or sampled[a]
+        lo, hi = int(src_b[a]), int(src_b[a + 1])
+        if hi > lo:
+            codes = src_c[lo:hi]
+            st.sources.add_folded(rows.src_uniq[codes], src_s[lo:hi], src_tags[codes])
+        lo, hi = int(port_b[a]), int(port_b[a + 1])
+        if hi > lo:
+            st.ports.add_folded(port_keys[port_c[lo:hi]], port_s[lo:hi])
+        for counter, keys, b, c, s in folds:
+            lo, hi = int(b[a]), int(b[a + 1])
+            if hi > lo:
+                getattr(st, counter).add_folded(keys[c[lo:hi]], s[lo:hi])
+        if reflected_b[a + 1] > reflected_b[a]:
+            mine = reflected[reflected_b[a] : reflected_b[a + 1]]
+            st.add_reflectors(vec[mine], rows.src_key[sel[mine]])
+        if udp_b[a + 1] > udp_b[a]:
+            mine = sel[udp[udp_b[a] : udp_b[a + 1]]]
+            st.other_ports.add_candidates(rows.src_port[mine].astype(np.uint64), rows.src_key[mine], rows.packets[mine])
 
 
 def _pack_countries(country: np.ndarray) -> np.ndarray:

@@ -39,7 +39,7 @@ import pyarrow as pa
 from .. import addr
 from ..enrich.base import Enricher, NoEnrichment
 from ..events import event_id
-from .attack import AttackRows, AttackStats
+from .attack import AttackRows, AttackStats, fold_tick
 from .base import Tick
 from .baseline import TargetState
 from .ddos_config import RULE_METRIC, RULES, DdosConfig, check, host_groups, prefix_thresholds, thresholds
@@ -286,24 +286,26 @@ class DdosDetector:
         entry_rows, owner = agg.rows_of(targets)
         rows, _, pos = group_keys(entry_rows)
         bundle = AttackRows.build(flows, rows, self.enricher, tick.start_us)
+        ordinal = np.full(len(agg.keys), -1, dtype=np.int64)
+        ordinal[targets] = np.arange(len(targets))
+        owner = ordinal[owner]
         order = np.argsort(owner, kind="stable")
-        bounds = np.searchsorted(owner[order], targets)
-        ends = np.searchsorted(owner[order], targets, side="right")
-        for (slot, i), lo, hi in zip(present.items(), bounds.tolist(), ends.tolist(), strict=True):
+        stats: list[AttackStats] = []
+        for slot, i in present.items():
             ep = self.episodes[slot]
-            sel = pos[order[lo:hi]]
-            t = int(tracked[i])
-            pps, bps = float(agg.rates[t, M["pps"]]), float(agg.rates[t, M["bps"]])
             if hot[i]:
                 if ep.pending is not None:
                     ep.stats.merge(ep.pending)
                     ep.pending = None
-                ep.stats.add_tick(bundle, sel, tick.start_us, pps, bps)
+                stats.append(ep.stats)
                 ep.last_hot_end = tick.end_us
             else:
                 if ep.pending is None:
                     ep.pending = self._new_stats()
-                ep.pending.add_tick(bundle, sel, tick.start_us, pps, bps)
+                stats.append(ep.pending)
+        rates = agg.rates[targets]
+        pps, bps = rates[:, M["pps"]].tolist(), rates[:, M["bps"]].tolist()
+        fold_tick(bundle, stats, owner[order], pos[order], tick.start_us, pps, bps)
 
     def _new_stats(self) -> AttackStats:
         cfg = self.cfg

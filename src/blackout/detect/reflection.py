@@ -20,10 +20,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .sketch import SparseCounter, smallest_distinct
+from .sketch import SparseCounter
 
 MAX_PORTS = 64  # candidate source ports kept per attack (a random-port flood prunes to its heaviest)
 DYNAMIC_PORTS = 49152
+
+
+def candidates(port: np.ndarray, size: np.ndarray, min_bytes: float) -> np.ndarray:
+    """Mask of UDP-flood rows that could be reflections: a service-like source port, large packets."""
+    return (port > 0) & (port < DYNAMIC_PORTS) & (size >= min_bytes)
 
 
 class PortReflections:
@@ -33,44 +38,58 @@ class PortReflections:
         self.min_sources = min_sources
         self.min_bytes = min_bytes
         self.ports = SparseCounter(cap=MAX_PORTS, sketch=False)
-        self.sources: dict[int, np.ndarray] = {}  # port -> its smallest distinct source keys (≤ min_sources)
+        # (port, source key) pairs sorted, at most min_sources per port, only for the ports the counter holds
+        self.src_port = np.zeros(0, np.uint64)
+        self.src_key = np.zeros(0, np.uint64)
+
+    @property
+    def sources(self) -> dict[int, np.ndarray]:
+        """Port -> the source keys held for it (at most min_sources)."""
+        ports, starts = np.unique(self.src_port, return_index=True)
+        groups = np.split(self.src_key, starts[1:])
+        return {int(p): g for p, g in zip(ports.tolist(), groups, strict=True)}
 
     def add(self, port: np.ndarray, size: np.ndarray, src_key: np.ndarray, packets: np.ndarray) -> None:
         """Fold in a tick's UDP-flood rows (source port, bytes per packet, source key, corrected packets)."""
-        keep = (port > 0) & (port < DYNAMIC_PORTS) & (size >= self.min_bytes)
-        if not keep.any():
-            return
-        port, src_key = port[keep].astype(np.uint64), src_key[keep]
-        self.ports.add(port, packets[keep])
-        held = np.isin(port, self.ports.keys)  # at most MAX_PORTS distinct: the loop below is short
-        if not held.any():  # every port of this tick was pruned from the counter at once
-            return
-        port, src_key = port[held], src_key[held]
-        order = np.argsort(port, kind="stable")
-        port, src_key = port[order], src_key[order]
-        starts = np.flatnonzero(np.r_[True, port[1:] != port[:-1]])
-        groups = np.split(src_key, starts[1:])
-        self._fold({int(port[i]): g for i, g in zip(starts.tolist(), groups, strict=True)})
+        keep = candidates(port, size, self.min_bytes)
+        if keep.any():
+            self.add_candidates(port[keep].astype(np.uint64), src_key[keep], packets[keep])
+
+    def add_candidates(self, port: np.ndarray, src_key: np.ndarray, packets: np.ndarray) -> None:
+        """Fold in UDP-flood rows that already passed :func:`candidates` (port as uint64)."""
+        self.ports.add(port, packets)
+        self._fold(port, src_key)
 
     def merge(self, other: PortReflections) -> None:
         """Add a later span's counts and sources."""
         self.ports.merge(other.ports)
-        self._fold(other.sources)
+        self._fold(other.src_port, other.src_key)
 
-    def _fold(self, sources: dict[int, np.ndarray]) -> None:
-        held = set(self.ports.keys.tolist())
-        for p, keys in sources.items():
-            if p in held:
-                got = self.sources.get(p, np.zeros(0, np.uint64))
-                if len(got) < self.min_sources:
-                    self.sources[p] = smallest_distinct(got, keys, self.min_sources)
-        for p in [p for p in self.sources if p not in held]:  # pruned from the counter: forget it
-            del self.sources[p]
+    def _fold(self, port: np.ndarray, src_key: np.ndarray) -> None:
+        """Union the pairs, forget ports the counter pruned, keep the min_sources smallest keys per port
+        (only whether a port reaches min_sources is ever read)."""
+        port = np.concatenate([self.src_port, port])
+        key = np.concatenate([self.src_key, src_key])
+        held = np.isin(port, self.ports.keys)  # at most MAX_PORTS distinct
+        port, key = port[held], key[held]
+        order = np.lexsort((key, port))
+        port, key = port[order], key[order]
+        new = np.ones(len(port), dtype=bool)
+        new[1:] = (port[1:] != port[:-1]) | (key[1:] != key[:-1])
+        port, key = port[new], key[new]
+        first = np.ones(len(port), dtype=bool)
+        first[1:] = port[1:] != port[:-1]
+        index = np.arange(len(port))
+        rank = index - np.maximum.accumulate(np.where(first, index, 0))
+        keep = rank < self.min_sources
+        self.src_port, self.src_key = port[keep], key[keep]
 
     def reflected(self) -> dict[int, float]:
         """Port -> packets, for the ports that qualify as reflection sources."""
+        ports, counts = np.unique(self.src_port, return_counts=True)
+        enough = set(ports[counts >= self.min_sources].tolist())
         return {
             int(p): float(s)
             for p, s in zip(self.ports.keys.tolist(), self.ports.sums[:, 0].tolist(), strict=True)
-            if len(self.sources.get(int(p), ())) >= self.min_sources
+            if int(p) in enough
         }

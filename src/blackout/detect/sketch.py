@@ -37,13 +37,14 @@ def hash3(hi: np.ndarray, lo: np.ndarray, tag: np.ndarray | int) -> np.ndarray:
     return mix64(h ^ (np.asarray(tag, dtype=np.uint64) * _GOLD))
 
 
-def group_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def group_keys(keys: np.ndarray, runs: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sorted distinct keys, one row of each, inverse): np.unique's answer, 3-5x faster.
 
     np.unique asks for a stable sort to return first occurrences; any occurrence
-    serves here, so the default (introsort) argsort does.  Deterministic.
+    serves here, so the default (introsort) argsort does.  Deterministic.  ``runs``: keys are a few
+    sorted runs one after another, which timsort (the stable kind) merges in near-linear time.
     """
-    order = np.argsort(keys)
+    order = np.argsort(keys, kind="stable" if runs else None)
     ordered = keys[order]
     start = np.ones(len(keys), dtype=bool)
     start[1:] = ordered[1:] != ordered[:-1]
@@ -74,13 +75,30 @@ class SparseCounter:
     """
 
     def __init__(self, columns: int = 1, tags: int = 0, cap: int = 1 << 62, sketch: bool = True) -> None:
-        self.keys = np.zeros(0, dtype=np.uint64)
-        self.sums = np.zeros((0, columns), dtype=np.float64)
-        self.tags = np.zeros((0, tags), dtype=np.uint64)
+        self._keys = np.zeros(0, dtype=np.uint64)
+        self._sums = np.zeros((0, columns), dtype=np.float64)
+        self._tags = np.zeros((0, tags), dtype=np.uint64)
         self.cap = cap
         self.sketch = sketch  # False: past the cap only the heavy keys matter, no distinct count is kept
         self.exact = True
         self.hll: HyperLogLog | None = None
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # folded chunks not merged yet
+        self._pending_n = 0
+
+    @property
+    def keys(self) -> np.ndarray:
+        self._settle()
+        return self._keys
+
+    @property
+    def sums(self) -> np.ndarray:
+        self._settle()
+        return self._sums
+
+    @property
+    def tags(self) -> np.ndarray:
+        self._settle()
+        return self._tags
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -90,42 +108,86 @@ class SparseCounter:
         keys = np.asarray(keys, dtype=np.uint64)
         if len(keys) == 0:
             return np.zeros(0, dtype=bool)
+        self._settle()
         sums = np.asarray(sums, dtype=np.float64).reshape(len(keys), -1)
-        uniq, first, folded = _fold(keys, sums, need_first=tags is not None and self.tags.shape[1] > 0)
+        uniq, first, folded = _fold(keys, sums, need_first=tags is not None and self._tags.shape[1] > 0)
+        if tags is not None and self._tags.shape[1]:
+            tags = np.asarray(tags, dtype=np.uint64).reshape(len(keys), -1)[first]
+        return self._insert(uniq, folded, tags)
+
+    def add_folded(self, keys: np.ndarray, sums: np.ndarray, tags: np.ndarray | None = None) -> None:
+        """Add distinct keys with their summed columns (and tags), merged lazily.
+
+        Chunks wait until they outweigh what is held (or could pass the cap, or
+        something reads the counter), then are merged in one pass: a tick's few
+        hundred sources no longer pay for copying the whole sorted table.  The
+        result is the same as adding each chunk at once (pruning only happens
+        past the cap, and the cap forces the merge before it could be passed).
+        """
+        if len(keys) == 0:
+            return
+        width = self._tags.shape[1]
+        if tags is None or not width:
+            tag_rows = np.zeros((len(keys), width), np.uint64)
+        else:
+            tag_rows = np.asarray(tags, dtype=np.uint64).reshape(len(keys), width)
+        self._pending.append((keys, np.asarray(sums, dtype=np.float64).reshape(len(keys), -1), tag_rows))
+        self._pending_n += len(keys)
+        held = len(self._keys)
+        if held + self._pending_n > self.cap or self._pending_n > max(held, 1 << 14):
+            self._settle()
+
+    def _settle(self) -> None:
+        if not self._pending:
+            return
+        chunks, self._pending, self._pending_n = self._pending, [], 0
+        if len(chunks) == 1:
+            uniq, folded, tags = chunks[0]
+        else:
+            keys = np.concatenate([c[0] for c in chunks])
+            uniq, first, folded = _fold(keys, np.concatenate([c[1] for c in chunks]), need_first=True, runs=True)
+            tags = np.concatenate([c[2] for c in chunks])[first]
+        self._insert(uniq, folded, tags)
+
+    def _insert(self, uniq: np.ndarray, folded: np.ndarray, tags: np.ndarray | None) -> np.ndarray:
+        """Merge distinct sorted keys and their sums into the table; mask of the keys that were new."""
         if self.hll is not None:
             self.hll.add(uniq)
-        pos = np.searchsorted(self.keys, uniq)
-        found = pos < len(self.keys)
-        found[found] = self.keys[pos[found]] == uniq[found]
-        self.sums[pos[found]] += folded[found]
+        pos = np.searchsorted(self._keys, uniq)
+        found = pos < len(self._keys)
+        found[found] = self._keys[pos[found]] == uniq[found]
+        self._sums[pos[found]] += folded[found]
         new = ~found
         if new.any():
             at = pos[new]
-            self.keys = np.insert(self.keys, at, uniq[new])
-            self.sums = np.insert(self.sums, at, folded[new], axis=0)
-            new_tags = np.zeros((int(new.sum()), self.tags.shape[1]), dtype=np.uint64)
-            if tags is not None and self.tags.shape[1]:
-                new_tags = np.asarray(tags, dtype=np.uint64).reshape(len(keys), -1)[first[new]]
-            self.tags = np.insert(self.tags, at, new_tags, axis=0)
-        if len(self.keys) > self.cap:
+            self._keys = np.insert(self._keys, at, uniq[new])
+            self._sums = np.insert(self._sums, at, folded[new], axis=0)
+            new_tags = np.zeros((int(new.sum()), self._tags.shape[1]), dtype=np.uint64)
+            if tags is not None and self._tags.shape[1]:
+                new_tags = tags[new]
+            self._tags = np.insert(self._tags, at, new_tags, axis=0)
+        if len(self._keys) > self.cap:
             self._prune()
         return new
 
     def merge(self, other: SparseCounter) -> None:
         """Add another counter's sums (and tags for keys new here)."""
+        other._settle()
         if other.hll is not None:
+            self._settle()
             self._sketch().merge(other.hll)
             self.exact = False
-        self.add(other.keys, other.sums, other.tags)
+        self.add_folded(other._keys, other._sums, other._tags)
 
     def distinct(self) -> int:
         """How many distinct keys were added: exact until the cap, estimated after."""
-        return len(self.keys) if self.hll is None else round(self.hll.estimate())
+        held = len(self.keys)  # first: merging what waits may prune and start the sketch
+        return held if self.hll is None else round(self.hll.estimate())
 
     def _sketch(self) -> HyperLogLog:
         if self.hll is None:
             self.hll = HyperLogLog()
-            self.hll.add(self.keys)
+            self.hll.add(self._keys)
         return self.hll
 
     def top(self, k: int, column: int = 0) -> np.ndarray:
@@ -137,11 +199,13 @@ class SparseCounter:
         if self.sketch:
             self._sketch()
         keep = np.sort(self.top(self.cap // 2))
-        self.keys, self.sums, self.tags = self.keys[keep], self.sums[keep], self.tags[keep]
+        self._keys, self._sums, self._tags = self._keys[keep], self._sums[keep], self._tags[keep]
         self.exact = False
 
 
-def _fold(keys: np.ndarray, sums: np.ndarray, need_first: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _fold(
+    keys: np.ndarray, sums: np.ndarray, need_first: bool, runs: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(distinct keys, one row of each, summed columns).  Many rows of small keys (ports, packed
     country codes: below 2^16) are summed by bincount over the key itself, without a sort."""
     if not need_first and len(keys) > 4096 and int(keys.max()) < SMALL_KEYS:
@@ -152,11 +216,46 @@ def _fold(keys: np.ndarray, sums: np.ndarray, need_first: bool) -> tuple[np.ndar
             [np.bincount(small, weights=sums[:, c], minlength=SMALL_KEYS)[uniq] for c in range(sums.shape[1])], axis=1
         )
         return uniq.astype(np.uint64), np.zeros(0, np.int64), folded
-    uniq, first, inv = group_keys(keys)
+    uniq, first, inv = group_keys(keys, runs)
     folded = np.zeros((len(uniq), sums.shape[1]), dtype=np.float64)
     for c in range(sums.shape[1]):
         folded[:, c] = np.bincount(inv, weights=sums[:, c], minlength=len(uniq))
     return uniq, first, folded
+
+
+DENSE_CELLS = 1 << 22  # owners × codes up to this: sums by one bincount over a dense grid, no sort
+
+
+def dense_codes(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct keys, code of each row = its key's index there); small keys without a sort."""
+    keys = np.asarray(keys, dtype=np.uint64)
+    if len(keys) and int(keys.max()) < SMALL_KEYS:
+        small = keys.astype(np.int64)
+        seen = np.bincount(small, minlength=SMALL_KEYS) > 0
+        return np.flatnonzero(seen).astype(np.uint64), (np.cumsum(seen) - 1)[small]
+    uniq, _, inv = group_keys(keys)
+    return uniq, inv
+
+
+def fold_by_owner(
+    owner: np.ndarray, owners: int, codes: np.ndarray, n_codes: int, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weight columns summed by (owner, code) for many owners at once: (bounds, codes, sums).
+
+    One bincount (or one sort) for all the attacks of a tick instead of one
+    fold per attack; owner o's rows are bounds[o]:bounds[o + 1], codes ascending.
+    """
+    cell = owner.astype(np.int64) * n_codes + codes
+    weights = weights if weights.ndim == 2 else weights[:, None]
+    if owners * n_codes <= DENSE_CELLS:
+        size = owners * n_codes
+        present = np.flatnonzero(np.bincount(cell, minlength=size))
+        sums = [np.bincount(cell, weights=weights[:, c], minlength=size)[present] for c in range(weights.shape[1])]
+    else:
+        present, _, inv = group_keys(cell)
+        sums = [np.bincount(inv, weights=weights[:, c], minlength=len(present)) for c in range(weights.shape[1])]
+    bounds = np.searchsorted(present, np.arange(owners + 1, dtype=np.int64) * n_codes)
+    return bounds, present % n_codes, np.stack(sums, axis=1)
 
 
 class HyperLogLog:
