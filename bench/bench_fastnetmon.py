@@ -64,13 +64,15 @@ def row(run: Run, mode: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="recorded speed only, no top-speed run")
+    parser.add_argument("--tick-s", type=float, default=1.0, help="blackout's engine.tick_s (default 1, the default)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-fnm-") as tmp:
         modes: list[tuple[str, float | None]] = [("recorded", None)] + ([] if args.quick else [("2000pps", 2000.0)])
         for mode, pps in modes:
             for pcap in CAPTURES:
-                run = side_by_side(pcap, Path(tmp) / f"{pcap.stem}-{mode}", networks=NETWORKS, pps=pps, limit=40000)
+                work = Path(tmp) / f"{pcap.stem}-{mode}"
+                run = side_by_side(pcap, work, networks=NETWORKS, pps=pps, limit=40000, tick_s=args.tick_s)
                 rows.append(row(run, mode))
                 r = rows[-1]
                 print(
@@ -83,7 +85,15 @@ def main() -> None:
         if not args.quick:
             syn = TESTS / "data/pcap/stopddos/pkt.TCP.synflood.spoofed.pcap"
             run = side_by_side(
-                syn, Path(tmp) / "top", networks=NETWORKS, topspeed=True, loops=8, limit=300000, max_s=20, after_s=20
+                syn,
+                Path(tmp) / "top",
+                networks=NETWORKS,
+                topspeed=True,
+                loops=8,
+                limit=300000,
+                max_s=20,
+                after_s=20,
+                tick_s=args.tick_s,
             )
             top = row(run, "top")
             print(
@@ -94,6 +104,7 @@ def main() -> None:
     both = [r for r in rows if r["fnm_over_blackout"] is not None]
     summary = {
         "bench": "fastnetmon",
+        "tick_s": args.tick_s,
         "runs": rows,
         "top_speed": top,
         "both_detected": len(both),
@@ -103,7 +114,8 @@ def main() -> None:
         "median_blackout_delay_s": statistics.median(r["blackout_delay_s"] for r in both) if both else None,
     }
     print(
-        f"both detected {summary['both_detected']}/{len(rows)}; blackout not later in {summary['blackout_not_later']};"
+        f"tick {args.tick_s:g} s: both detected {summary['both_detected']}/{len(rows)};"
+        f" blackout not later in {summary['blackout_not_later']};"
         f" median delay FNM {_fmt(summary['median_fnm_delay_s'])} s, blackout"
         f" {_fmt(summary['median_blackout_delay_s'])} s, ratio {_fmt(summary['median_fnm_over_blackout'])}"
     )

@@ -150,7 +150,7 @@ def side_by_side(
     t = tools()
     work.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
-    ns, host_if, ns_if = f"bo-{tag}", f"bh{tag}", f"bn{tag}"
+    ns, host_if, ns_if = f"bo-fnm-{os.getpid()}-{tag}", f"bh{tag}", f"bn{tag}"
     (work / "networks_list").write_text("\n".join(networks) + "\n")
     for who in ("fnm", "bo"):
         script = work / f"{who}_notify.sh"
@@ -182,7 +182,8 @@ def side_by_side(
             f"ddos.threshold_pps={threshold_pps}",
             f"ddos.networks={list(networks)!r}",
             "ddos.ban_for_bandwidth=false",
-            "engine.lateness_s=0",  # frames arrive in order: each tick is released as soon as it ends
+            # no engine.lateness_s: the afpacket source's own lateness is 0 (frames arrive in order), so
+            # each tick is released as soon as it ends while engine.lateness_s keeps its 120 s default
             f"engine.tick_s={tick_s}",
             f"alerts.notify_script={work / 'bo_notify.sh'}",
         ]
