@@ -7,7 +7,16 @@ replays it through the same detectors the demo builds, each wrapped in a timer.
 ``--hours`` keeps only that much of the flows and probes (and the route updates
 before its end) from ``--from``: a quicker look while profiling.  There is no
 rival here: the figure to beat is issue 8's budget (demo under 3 minutes on 2
-cores).  Prints events/s, flows/s, the split and a final JSON line.
+cores).  Prints CPU seconds with the load average (the machine is shared: compare
+CPU seconds, not wall time), events/s, flows/s, the split and a final JSON line.
+
+Recorded on the shared 2-core machine, whole replay:
+  before (d22666d): 441 s wall, 247.5 s CPU at load ~4.5; the outage detector
+    (Attributor) 313 s of the wall time — ~40 rebuilds of the full LPM table
+    (numpy 2's hash unique: 2.4 s each), ~25 numpy calls per series per bin;
+  after (ff6d1c2 + 814836c + e0911f2): 208.5 s CPU at load 6.5 (py-spy attached),
+    the tracker steps 1 % of the samples; whole `blackout demo --no-serve` with the
+    scenario cached: 167 s CPU (4 min 4 s wall at load ~5.5).
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,7 +115,9 @@ def main() -> None:
     split = {type(t.inner).__name__: round(t.seconds, 2) for t in timed}
     rest = total - sum(t.seconds for t in timed)
     rate = records / total
-    print(f"replay: {total:.1f} s ({cpu:.1f} s CPU), {stats.ticks} ticks, {records} records ({rate:,.0f} events/s)")
+    load = os.getloadavg()[0]
+    print(f"replay: {total:.1f} s ({cpu:.1f} s CPU, load average {load:.1f} on {os.cpu_count()} cores)")
+    print(f"{stats.ticks} ticks, {records} records ({rate:,.0f} events/s)")
     print(f"flows: {flows} ({flows / total:,.0f} flows/s); events: {counts}")
     for name, sec in split.items():
         print(f"  {name:<16} {sec:8.1f} s")
@@ -113,6 +125,7 @@ def main() -> None:
     result = {
         "seconds": round(total, 2),
         "cpu_s": round(cpu, 2),
+        "load_avg": round(load, 2),
         "ticks": stats.ticks,
         "records": records,
         "flows": flows,
