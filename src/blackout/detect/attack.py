@@ -236,6 +236,9 @@ def fold_tick(
     if n and len(udp):
         udp = udp[candidates(rows.src_port[sel[udp]], rows.size[sel[udp]], stats[0].other_ports.min_bytes)]
     udp_b = np.searchsorted(owner[udp], np.arange(n + 1))
+    udp_port = rows.src_port[sel[udp]].astype(np.uint64)
+    udp_keys, udp_code = dense_codes(udp_port)
+    udp_fold_b, udp_c, udp_s = fold_by_owner(owner[udp], n, udp_code, len(udp_keys), pk[udp])
     for a, st in enumerate(stats):
         st.packets += packets[a]
         st.bytes += sizes[a]
@@ -258,8 +261,10 @@ def fold_tick(
             mine = reflected[reflected_b[a] : reflected_b[a + 1]]
             st.add_reflectors(vec[mine], rows.src_key[sel[mine]])
         if udp_b[a + 1] > udp_b[a]:
-            mine = sel[udp[udp_b[a] : udp_b[a + 1]]]
-            st.other_ports.add_candidates(rows.src_port[mine].astype(np.uint64), rows.src_key[mine], rows.packets[mine])
+            lo, hi = int(udp_fold_b[a]), int(udp_fold_b[a + 1])
+            part = slice(int(udp_b[a]), int(udp_b[a + 1]))
+            src = rows.src_key[sel[udp[part]]]
+            st.other_ports.add_candidates(udp_keys[udp_c[lo:hi]], udp_s[lo:hi], udp_port[part], src)
 
 
 def _pack_countries(country: np.ndarray) -> np.ndarray:

@@ -53,11 +53,14 @@ class PortReflections:
         """Fold in a tick's UDP-flood rows (source port, bytes per packet, source key, corrected packets)."""
         keep = candidates(port, size, self.min_bytes)
         if keep.any():
-            self.add_candidates(port[keep].astype(np.uint64), src_key[keep], packets[keep])
+            port = port[keep].astype(np.uint64)
+            self.ports.add(port, packets[keep])
+            self._fold(port, src_key[keep])
 
-    def add_candidates(self, port: np.ndarray, src_key: np.ndarray, packets: np.ndarray) -> None:
-        """Fold in UDP-flood rows that already passed :func:`candidates` (port as uint64)."""
-        self.ports.add(port, packets)
+    def add_candidates(self, ports: np.ndarray, sums: np.ndarray, port: np.ndarray, src_key: np.ndarray) -> None:
+        """Fold in UDP-flood rows that already passed :func:`candidates`, their packets already summed
+        by port (sorted distinct ``ports`` and ``sums``); ``port`` and ``src_key`` per row (uint64)."""
+        self.ports.add_distinct(ports, sums)
         self._fold(port, src_key)
 
     def merge(self, other: PortReflections) -> None:

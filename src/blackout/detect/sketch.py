@@ -115,6 +115,11 @@ class SparseCounter:
             tags = np.asarray(tags, dtype=np.uint64).reshape(len(keys), -1)[first]
         return self._insert(uniq, folded, tags)
 
+    def add_distinct(self, keys: np.ndarray, sums: np.ndarray) -> None:
+        """Add sorted distinct keys with their summed columns now (no tags): :meth:`add` minus the fold."""
+        self._settle()
+        self._insert(np.asarray(keys, dtype=np.uint64), np.asarray(sums, dtype=np.float64).reshape(len(keys), -1), None)
+
     def add_folded(self, keys: np.ndarray, sums: np.ndarray, tags: np.ndarray | None = None) -> None:
         """Add distinct keys with their summed columns (and tags), merged lazily.
 
