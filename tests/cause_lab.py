@@ -128,6 +128,20 @@ class Link:
         log = (self.work / f"{self.name}-probe.log").open("wb")
         self.procs.append(self._popen(self.ns("edge"), probe, log))
 
+    @property
+    def live_db(self) -> Path:
+        return self.work / f"{self.name}-live.duckdb"
+
+    def collect_live(self, sets: list[str]) -> None:
+        """Also `blackout collect --interface` on the host's own interface (AF_PACKET), live into its own store.
+        Not on the router's port, where dumpcap records: the collector ignores a port's outgoing frames (a
+        mirror port's own transmissions), and the router sends the flood out of that port."""
+        argv = [str(BLACKOUT), "collect", "--interface", self.iface("h"), "--db", str(self.live_db), "--json"]
+        argv += ["--stats-interval", "3600", *[x for s in sets for x in ("--set", s)]]
+        err = self.work / f"{self.name}-collect.err"
+        self.procs.append(self._popen(self.ns("host"), argv, err.open("wb")))
+        wait_for(lambda: b"listening" in err.read_bytes(), 60, "blackout collect to listen")
+
     def wait_recording(self) -> None:
         """dumpcap's file begun, the prober's first result written."""
         wait_for(lambda: self.flows.exists() and self.flows.stat().st_size >= 24, 30, "dumpcap's pcap header")
@@ -292,6 +306,7 @@ def record_all(work: Path) -> Recording:
             link.record()
         for link in links.values():
             link.wait_recording()
+        links["ddos"].collect_live(LIVE_SETS)
         start = time.time()
         flaps = []
         for k in range(FLAPS):
@@ -342,6 +357,18 @@ REPLAY_SETS = [
     "ddos.average_calculation_time=1",
     "ddos.end_ticks=5",
 ]
+
+
+# the live capture's: the same DDoS rules, each tick released as soon as it ends (frames arrive in order)
+LIVE_SETS = [s for s in REPLAY_SETS if s.startswith(("ddos.", "engine."))] + ["engine.lateness_s=0"]
+
+
+def live_attacks(link: Link) -> list[dict[str, Any]]:
+    """`blackout attacks --json` of the link's live store."""
+    out = subprocess.run([str(BLACKOUT), "attacks", "--db", str(link.live_db), "--json"], capture_output=True,
+                         text=True, timeout=60, check=True)  # fmt: skip
+    rows: list[dict[str, Any]] = json.loads(out.stdout)
+    return rows
 
 
 def watch_list(rec: Recording) -> list[str]:

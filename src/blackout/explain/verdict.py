@@ -215,7 +215,9 @@ def _ddos(
     if recent:
         peak = max(recent, key=lambda a: (a.get("peak_bps") or 0.0, -a["start"]))
         first = int(recent[0]["start"])
-        lead = f"{span(first, start)} of DDoS" if first < start else "DDoS during the loss"
+        # "4 days of DDoS"; an attack that began with the loss (within a minute) is just "DDoS"
+        lead = f"{span(first, start)} of DDoS" if start - first >= 60 * US else "DDoS"
+        lead = "DDoS during the loss" if first > start else lead
         head = f"{lead} peaking at {gbps(peak.get('peak_bps') or 0.0)}"
         if overlap:
             head += f" ({plural(len(overlap), 'attack')} overlapping the loss)"
