@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 
 from blackout import addr, events
+from blackout.cli.replay import run_summary
 from blackout.config import Config
 from blackout.detect.base import Tick
 from blackout.detect.ddos import DdosDetector
@@ -181,7 +182,7 @@ def pcap_record_offsets(data: bytes) -> list[int]:
     return offsets
 
 
-def replay_attacks(path: Path, config: EngineConfig) -> tuple[list[str], RunStats, dict[str, int]]:
+def replay_attacks(path: Path, config: EngineConfig) -> tuple[list[str], RunStats, dict[str, Any]]:
     """The file through the replay command's sources and a DDoS detector: final attack records (dumped).
 
     Batches of 4,096 packets, so the ~38k-packet capture spans several (as any large file does)."""
@@ -193,11 +194,8 @@ def replay_attacks(path: Path, config: EngineConfig) -> tuple[list[str], RunStat
 
     detector = DdosDetector(Config.load(overrides=LOW).section("ddos", DdosConfig), None)
     stats = Engine([detector], sink, config, errors=inputs.ctx.errors).run(inputs.open([str(path)]))
-    return (
-        [events.dumps(r) for r in sorted(latest.values(), key=lambda r: r["start"])],
-        stats,
-        inputs.ctx.errors.by_reason(),
-    )
+    dumped = [events.dumps(r) for r in sorted(latest.values(), key=lambda r: r["start"])]
+    return dumped, stats, run_summary(stats, inputs, len(latest), 0, "-")  # what `blackout replay --json` prints
 
 
 def test_a_record_dated_decades_ahead_is_dropped_and_counted(tmp_path: Path) -> None:
@@ -214,12 +212,13 @@ def test_a_record_dated_decades_ahead_is_dropped_and_counted(tmp_path: Path) -> 
     (tmp_path / "cut.pcap").write_bytes(cut)
     config = EngineConfig(tick_s=1.0, lateness_s=5.0)
     clean, clean_stats, _ = replay_attacks(tmp_path / "cut.pcap", config)
-    guarded, stats, skipped = replay_attacks(tmp_path / "dated.pcap", config)
+    guarded, stats, summary = replay_attacks(tmp_path / "dated.pcap", config)
     assert clean and '"10.10.10.10"' in clean[0]
     assert guarded == clean
     assert stats.future == {str(tmp_path / "dated.pcap"): 1} and stats.late == clean_stats.late == 0
-    assert skipped == {"record dated more than 86400 s after the source's latest record (dropped)": 1}
-    assert set(stats.detectors["ddos"]) == {"bad_rows", "stale_ticks", "untracked", "evictions"}
+    reason = "record dated more than 86400 s after the source's latest record (dropped)"
+    assert summary["skipped_reasons"] == {reason: 1} and summary["future_records"] == stats.future
+    assert summary["detector_counters"] == {"ddos": {"bad_rows": 0, "stale_ticks": 0, "untracked": 0, "evictions": 0}}
     unguarded, loose, _ = replay_attacks(
         tmp_path / "dated.pcap", EngineConfig(tick_s=1.0, lateness_s=5.0, max_future_s=0)
     )
