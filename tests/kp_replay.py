@@ -38,9 +38,11 @@ def config() -> Config:
 
 
 @functools.cache
-def replayed(scenario: Path, workdir: Path) -> Replayed:
-    """Replay every file of the scenario (not truth.json) into a store under workdir."""
-    db = str(workdir / "kp.duckdb")
+def replayed(scenario: Path) -> Replayed:
+    """Replay every file of the scenario (not truth.json) into a store beside it, once per session
+    whichever test module asks first (keyed by the scenario alone: a per-module directory would
+    replay it once per module)."""
+    db = str(scenario.parent / f"{scenario.name}-replay.duckdb")
     store = DuckDBStore(db)
     files = sorted(str(p) for p in scenario.iterdir() if p.name != "truth.json")
     t0 = time.perf_counter()

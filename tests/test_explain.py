@@ -1,20 +1,16 @@
-"""Cause attribution: labelled cases built from the real jinx RIB, and the Dec-2014 KP reconstruction end to end.
+"""Cause attribution on labelled cases built from the real jinx RIB (real peers, real AS paths).
 
-Labelled cases (real peers, real AS paths): AS131279's own rows withdrawn at every peer is a routing
-withdrawal with AS4837 still visible; the same with every route AS4837 originates withdrawn too is an
-upstream outage naming AS4837; four withdraw/announce cycles the day before add instability.  The KP
-reconstruction is judged against the published record (tests/data/truth, scenario facts): the 22 Dec loss
-is AS131279's four /24s withdrawn with AS4837 still visible, after days of DDoS and a day of flapping;
-the 27 Dec loss had no attack and no instability before it.
+AS131279's own rows withdrawn at every peer is a routing withdrawal with AS4837 still visible; the same
+with every route AS4837 originates withdrawn too is an upstream outage naming AS4837; four
+withdraw/announce cycles the day before add instability.  The verdicts on the Dec-2014 reconstruction
+are issue 8's acceptance test, tests/test_kp2014.py.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pytest
 
 from blackout.detect.outage import OutageConfig, OutageDetector
 from blackout.detect.routing_tracker import RoutingTracker
@@ -25,7 +21,6 @@ from blackout.enrich.routing import RoutingState
 from blackout.explain.attributor import Attributor
 from blackout.model import ElemType, Kind
 from conftest import DATA
-from kp_replay import Replayed, replayed
 from test_outage import kp_rows, rib, stamped, us  # the real jinx RIB and its KP rows, as decoded there
 
 APNIC = DATA / "rir" / "delegated-apnic-20141102.txt"
@@ -93,49 +88,3 @@ def test_flapping_the_day_before_is_kept_as_instability() -> None:
     assert [c["cause"] for c in causes] == ["routing_withdrawal", "instability"]
     assert causes[1]["evidence"][0]["value"] == 4.0
     assert summary(last).endswith("after 1 day of instability (4 flaps)")
-
-
-# ------------------------------------------------------------------ the Dec-2014 reconstruction
-@pytest.fixture(scope="session")
-def kp(kp_scenario: Path, tmp_path_factory: pytest.TempPathFactory) -> Replayed:
-    return replayed(kp_scenario, tmp_path_factory.mktemp("kp-replay"))
-
-
-def kp_outage(kp: Replayed, k: int) -> dict[str, Any]:
-    """AS131279's outage in which the scenario's k-th total withdrawal begins (flaps are outages too)."""
-    start = [d["start"] for d in kp.truth["route_downs"] if d["kind"] == "outage"][k]
-    (rec,) = [o for o in kp.outages if o["entity"] == "131279" and o["start"] <= start < (o["end"] or "~")]
-    return rec
-
-
-def test_dec22_reads_as_the_published_record(kp: Replayed) -> None:
-    rec = kp_outage(kp, 0)
-    causes = rec["verdict"]["causes"]
-    assert [c["cause"] for c in causes] == ["routing_withdrawal", "ddos", "instability"]
-    text = summary(rec)
-    assert text.startswith("routing withdrawal of AS131279's 4 prefixes (AS4837 still visible), after ")
-    truth = kp.truth
-    first = min(a["start"] for a in truth["attacks"])
-    days = (us(rec["start"][:10]) - us(first[:10])) // 86_400_000_000  # calendar days: 18 -> 22 Dec is 4
-    peak = max(a["peak_bps"] for a in truth["attacks"])
-    assert f"{days} days of DDoS peaking at " in text
-    stated = float(text.split("peaking at ")[1].split(" Gbps")[0]) * 1e9
-    assert stated == pytest.approx(peak, rel=0.02)
-    flaps = [d for d in truth["route_downs"] if d["kind"] == "flap"]
-    n = int(next(c for c in causes if c["cause"] == "instability")["evidence"][0]["value"])
-    assert n == len(flaps)  # every flap the scenario put in, and only those
-    assert f"1 day of instability ({n} flaps)" in text
-    for entity in ("country:KP", "prefix:175.45.176.0/22"):
-        et, name = entity.split(":")
-        (other,) = [
-            o for o in kp.outages if (o["entity_type"], o["entity"]) == (et, name) and o["start"] == rec["start"]
-        ]
-        assert other["verdict"]["causes"][0]["cause"] == "routing_withdrawal"
-
-
-def test_dec27_is_not_the_same_cause(kp: Replayed) -> None:
-    rec = kp_outage(kp, 2)
-    causes = [c["cause"] for c in rec["verdict"]["causes"]]
-    assert "ddos" not in causes and "instability" not in causes
-    assert causes[0] in ("routing_withdrawal", "infrastructure")
-    assert summary(rec) != summary(kp_outage(kp, 0))

@@ -1,6 +1,6 @@
 """`blackout report` on the Dec-2014 KP reconstruction, against what the scenario put in (truth.json, which
-the detectors never read) and the published ATLAS figures: 2 / 4 / 11 attacks on 18 / 19 / 20 Dec, the
-5.97 Gbps peak on 20 Dec, six attacks with the United States as main source; every form says the same."""
+the detectors never read): the source countries and target names, and every form (JSON, CSV, HTML, markdown,
+the plot) saying the same."""
 
 from __future__ import annotations
 
@@ -11,21 +11,19 @@ import json
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 from PIL import Image
 
 from blackout.cli.main import main
-from blackout.scenario.facts import KP2014
 from kp_replay import Replayed, replayed
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="session")
-def kp(kp_scenario: Path, tmp_path_factory: pytest.TempPathFactory) -> Replayed:
-    return replayed(kp_scenario, tmp_path_factory.mktemp("kp-replay"))
+def kp(kp_scenario: Path) -> Replayed:
+    return replayed(kp_scenario)
 
 
 @pytest.fixture(scope="session")
@@ -43,42 +41,21 @@ def report(kp: Replayed, names: Path, fmt: str, capsys: pytest.CaptureFixture[st
     return capsys.readouterr().out
 
 
-def truth_per_day(kp: Replayed) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
-    for a in kp.truth["attacks"]:
-        out.setdefault(a["start"][:10], []).append(a)
-    return out
-
-
-def test_daily_counts_peak_and_sources_match_the_scenario(
+def test_every_source_country_and_target_name_is_the_scenarios(
     kp: Replayed, names: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The report's ranking of main source countries is the scenario's, with its sentence; the targets carry
+    the user's names.  (The published figures themselves — counts per day, the peak, six from the US, the
+    roles, the verdicts — are issue 8's acceptance test, tests/test_kp2014.py.)"""
     rep = json.loads(report(kp, names, "json", capsys))
-    per_day = truth_per_day(kp)
-    assert [d["day"] for d in rep["days"]] == [f"2014-12-{n}" for n in range(18, 23)]
-    assert [d["attacks"] for d in rep["days"]] == [len(per_day[d["day"]]) for d in rep["days"]]
-    assert [d["attacks"] for d in rep["days"]][:3] == [KP2014.attacks_per_day[f"2014-12-{n}"] for n in (18, 19, 20)]
-    peak_day = max(rep["days"], key=lambda d: d["peak_bps"] or 0)
-    assert peak_day["day"] == "2014-12-20"
-    assert peak_day["peak_bps"] == pytest.approx(KP2014.peak_bps, rel=0.02)
-    truth_pps = max(a["peak_pps"] for a in truth_per_day(kp)["2014-12-20"])
-    assert peak_day["peak_pps"] == pytest.approx(truth_pps, rel=0.02)
     main_src = Counter(
         a["main_country"] for a in kp.truth["attacks"] if "2014-12-18" <= a["start"][:10] <= "2014-12-22"
     )
-    top = rep["total"]["source_countries"][0]
-    assert (top["country"], top["attacks"]) == ("US", main_src["US"]) == ("US", KP2014.us_main_source_attacks)
-    assert top["text"] == "6 from the United States"
     got = {c["country"]: c["attacks"] for c in rep["total"]["source_countries"]}
     assert got == dict(main_src)
-    assert {t["target"] for t in rep["total"]["targets"]} == {a["target"] for a in kp.truth["attacks"]}
-    for t in rep["total"]["targets"]:  # the role is what the DDoS detector inferred from the traffic
+    assert rep["total"]["source_countries"][0]["text"] == f"{main_src['US']} from the United States"
+    for t in rep["total"]["targets"]:
         assert t["name"] == kp.truth["targets"][t["target"]]["name"]
-        assert t["role"] in ("web", "dns", "mail", "ntp", "bgp", "other")
-    down = next(d["start"] for d in kp.truth["route_downs"] if d["kind"] == "outage")
-    (dark,) = [o for o in rep["outages"] if o["start"] <= down < (o["end"] or "~")]
-    assert dark["cause"] == "routing_withdrawal"
-    assert "AS4837 still visible" in dark["verdict"]
 
 
 def test_json_csv_html_md_agree(kp: Replayed, names: Path, capsys: pytest.CaptureFixture[str]) -> None:

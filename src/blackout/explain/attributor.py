@@ -147,8 +147,7 @@ class Attributor:
         v4 = is_v4(routes.column("prefix"))
         if not v4.any():
             return
-        rows = np.flatnonzero(v4)
-        table = routes.take(pa.array(rows))
+        table = routes if v4.all() else routes.take(pa.array(np.flatnonzero(v4)))
         net = v4_to_u32(table.column("prefix")).astype(np.uint64)
         plen = table.column("prefix_len").to_numpy(zero_copy_only=False).astype(np.int64)
         origin = pc.fill_null(table.column("origin_asn"), 0).to_numpy(zero_copy_only=False).astype(np.int64)

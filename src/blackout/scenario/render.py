@@ -48,6 +48,8 @@ RECORDS_PER_SECOND = 5  # flow records per attack-second (many sources aggregate
 NORMAL_PER_MINUTE = 6  # sampled flow records per minute of normal traffic
 CHURN_PER_HOUR = 120  # re-announcements of other routes per hour
 ATLAS_INTERVAL_S = 240
+HEAVY_BPS = 2e9  # pings are lost (60 %) during attacks this strong: the probes' path is congested too
+HEAVY_LOSS = 0.6
 PEAK_HOLD_S = 120  # the planned peak rate lasts this long: a whole aligned minute lies inside it
 RENDER_VERSION = 2  # bump when the files written for the same plan change (the demo rewrites them)
 COLLECTOR = ("192.0.2.2", 6447)  # the route collector's side of each BGP4MP record (a value in the file)
@@ -285,12 +287,12 @@ def _write_probes(plan: Plan, rng: np.random.Generator, out: Path) -> str:
     times = np.arange(plan.start, plan.end, ATLAS_INTERVAL_S)
     heavy = np.zeros(len(times), dtype=bool)
     for a in plan.attacks:
-        if a.peak_bps >= 2e9:
+        if a.peak_bps >= HEAVY_BPS:
             heavy |= (times >= a.start) & (times < a.end)
     per_round = len(probes) * len(targets)
     n = len(times) * per_round
     when = np.repeat(times, per_round) + rng.integers(0, 60, n)
-    loss = np.where(np.repeat(heavy, per_round), 0.6, 0.01)
+    loss = np.where(np.repeat(heavy, per_round), HEAVY_LOSS, 0.01)
     lost = (rng.random((n, 3)) < loss[:, None]) | plan.dark(when)[:, None]
     rtt = np.round(rng.normal(280, 15, (n, 3)), 3)
     results = []
