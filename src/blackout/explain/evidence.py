@@ -41,17 +41,23 @@ class EntityHistory:
     changes: list[RouteChange] = dataclasses.field(default_factory=list)
     series: dict[str, list[tuple[int, float]]] = dataclasses.field(default_factory=dict)  # signal -> (bin, value)
     _keys: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    _new_keys: list[int] = dataclasses.field(default_factory=list)  # learnt since the last merge
 
     def learn(self, prefix: str, net: int, plen: int, path: str, origin: int) -> None:
         """A route of the entity was announced with this path."""
         if prefix not in self.paths:
-            self._keys = np.union1d(self._keys, np.array([(net << 6) | plen], dtype=np.uint64))
+            # merged into the sorted keys once, on the next lookup: a union per prefix made a
+            # country's RIB load quadratic (AU over the jinx RIB: 3.2 s -> 35.6 s)
+            self._new_keys.append((net << 6) | plen)
         self.paths[prefix] = path
         if origin:
             self.origins[prefix] = origin
 
     def known_mask(self, net: np.ndarray, plen: np.ndarray) -> np.ndarray:
         """Which (net, length) rows are prefixes of this entity (withdrawals carry no origin)."""
+        if self._new_keys:
+            self._keys = np.union1d(self._keys, np.array(self._new_keys, dtype=np.uint64))
+            self._new_keys = []
         if len(self._keys) == 0:
             return np.zeros(len(net), dtype=bool)
         keys = (net.astype(np.uint64) << np.uint64(6)) | plen.astype(np.uint64)
