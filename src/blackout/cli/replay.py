@@ -69,6 +69,7 @@ def _install_signals(stop: threading.Event) -> None:
         if stop.is_set():
             os._exit(128 + signum)
         stop.set()
+        print("blackout replay: stopping after the current batch (signal again to exit at once)", file=sys.stderr)
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
