@@ -232,9 +232,9 @@ DENSE_CELLS = 1 << 22  # owners × codes up to this: sums by one bincount over a
 
 
 def dense_codes(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted distinct keys, code of each row = its key's index there); small keys without a sort."""
+    """(sorted distinct keys, code of each row = its key's index there); many small keys without a sort."""
     keys = np.asarray(keys, dtype=np.uint64)
-    if len(keys) and int(keys.max()) < SMALL_KEYS:
+    if len(keys) > 4096 and int(keys.max()) < SMALL_KEYS:  # fewer rows: sorting them beats a 2^16 grid
         small = keys.astype(np.int64)
         seen = np.bincount(small, minlength=SMALL_KEYS) > 0
         return np.flatnonzero(seen).astype(np.uint64), (np.cumsum(seen) - 1)[small]
