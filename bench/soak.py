@@ -182,7 +182,8 @@ def soak(collector: Collector, rate: float, seconds: float, window: float) -> di
             flush=True,
         )
     sent = json.loads(sender.communicate(timeout=60)[0])
-    return {"rate": rate, "sent": sent, "series": rows, "ticks": [t for t in collector.ticks if t[0] >= 0]}
+    ticks = [t for t in collector.ticks if t[0] >= 0]
+    return {"rate": rate, "sent": sent, "series": rows, "ticks": ticks, "span": (started, time.monotonic())}
 
 
 def verdict(
@@ -191,6 +192,7 @@ def verdict(
     tolerance: float,
     floor_ms: float,
     max_stall_s: float = 10.0,
+    span: tuple[float, float] | None = None,
 ) -> tuple[bool, dict[str, float]]:
     """Second quarter (the first is warm-up) against the last: RSS of the samples, latency of every tick;
     and no stall: the longest wait between two ticks after warm-up (medians alone hid a bin close
@@ -199,16 +201,20 @@ def verdict(
     early, late = rows[q : 2 * q], rows[-q:]
     done = [d for d, _ in ticks]
     start = min(done) if done else 0.0
-    span = (max(done) - start) if done else 0.0
-    early_ticks = [1000 * x for d, x in ticks if span * 0.25 <= d - start < span * 0.5]
-    late_ticks = [1000 * x for d, x in ticks if d - start >= span * 0.75]
+    span_ticks = (max(done) - start) if done else 0.0
+    early_ticks = [1000 * x for d, x in ticks if span_ticks * 0.25 <= d - start < span_ticks * 0.5]
+    late_ticks = [1000 * x for d, x in ticks if d - start >= span_ticks * 0.75]
     figures = {
         "rss_early_mb": statistics.median(r["rss_mb"] for r in early),
         "rss_late_mb": statistics.median(r["rss_mb"] for r in late),
         "tick_ms_early": round(statistics.median(early_ticks), 2) if early_ticks else 0.0,
         "tick_ms_late": round(statistics.median(late_ticks), 2) if late_ticks else 0.0,
     }
-    after = [d for d in done if d - start >= span * 0.25]
+    # gaps between ticks from the end of warm-up to the end of the soak (both ends count: a stall may
+    # begin before the first tick after warm-up or last to the end)
+    t0, t1 = span if span is not None else (start, start + span_ticks)
+    warm = t0 + (t1 - t0) * 0.25
+    after = [warm, *(d for d in done if d >= warm), t1]
     figures["longest_stall_s"] = round(max((b - a for a, b in itertools.pairwise(after)), default=0.0), 2)
     figures["rss_growth"] = round(figures["rss_late_mb"] / figures["rss_early_mb"] - 1, 4)
     figures["tick_growth"] = round(figures["tick_ms_late"] / max(figures["tick_ms_early"], 1e-9) - 1, 4)
@@ -239,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
             result = soak(collector, peak / 2, args.seconds, args.window)
         finally:
             collector.stop()
-    ok, figures = verdict(result["series"], result["ticks"], args.tolerance, args.floor_ms, args.max_stall_s)
+    ok, figures = verdict(
+        result["series"], result["ticks"], args.tolerance, args.floor_ms, args.max_stall_s, result.pop("span")
+    )
     if collector.failed is not None:
         print(f"the engine died: {collector.failed!r}")
         ok = False
