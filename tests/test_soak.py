@@ -25,6 +25,7 @@ import pytest
 # 3M flows).  With each tick reduced to (src, dst) weighted sums the series is flat (3 of 3 short soaks
 # on the loaded machine: RSS +1.1 %, -2.1 %, -2.0 %, longest stall 1.4 s).  That change is in
 # detect/signals.py (issue #10 report); until it lands this runs with `make soak` or BLACKOUT_SOAK=1.
+# Not explained yet: later runs at load 6-8 twice went 25-44 s without a tick even with that change.
 pytestmark = pytest.mark.skipif(
     os.environ.get("BLACKOUT_SOAK") != "1", reason="outage bins keep raw flows (#10): make soak"
 )
