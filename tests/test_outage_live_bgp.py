@@ -134,13 +134,6 @@ def test_withdrawn_as_is_dark_within_a_minute_and_back_on_reannouncement(
 
 
 @pytest.mark.slow  # ~20 s of real seconds (announced, dark)
-@pytest.mark.xfail(
-    strict=True,
-    reason="a peer that withdraws every route stops being a full feed (enrich/visibility.prefix_view counts its"
-    " prefixes now), so no full-feed peer is left, signals._bgp emits no BGP series at all and the AS's tracker"
-    " is never stepped: the AS is dark and nothing is flagged.  Fix: full-feed status per peer kept from its"
-    " largest table since its session came up (reset by a STATE down), not from its current count.",
-)
 def test_the_only_peer_withdrawing_everything_is_an_outage(
     speakers: Speakers,  # noqa: F811
     tmp_path: Path,

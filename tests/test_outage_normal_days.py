@@ -286,13 +286,6 @@ def test_every_prefix_outage_is_real(normal_days: Replayed) -> None:
     assert not_real(normal_days, found) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="enrich/visibility.prefix_view takes a prefix's origin as the mode over ALL peers' routes (ties: lowest"
-    " AS); an rrc06 partial-feed peer seeing another origin than jinx's only full feed flips it, so the AS that"
-    " full feeds still see originate it 'loses' it (AS36575 167.173.25.0/24 vs AS32795; AS132880 103.14.8.0/24"
-    " vs AS132280).  Fix: mode over full-feed peers' routes where the prefix has any.",
-)
 def test_every_as_outage_in_the_ris_updates_is_real(normal_days: Replayed) -> None:
     """AS outages opened by the rrc06 updates (not full feeds): in each, the AS lost every prefix it held."""
     found = events(normal_days, file_window(RRC06_2014)) + events(normal_days, file_window(RRC06_2015))

@@ -48,7 +48,7 @@ def test_rib_holds_north_korea_via_china_unicom(rib_state: RoutingState) -> None
     routes = _rows(rib_state.routes(), KP)
     assert (
         sorted(
-            addr.format_prefix(p, n)
+            str(addr.format_prefix(p, n))
             for p, n in zip(*[routes.column(c).to_pylist() for c in ("prefix", "prefix_len")], strict=True)
         )
         == KP
@@ -135,6 +135,31 @@ def test_withdrawal_and_peer_down_remove_routes() -> None:
     assert 131279 not in state.visible_slash24_by_asn().column("asn").to_pylist()
 
 
+def test_a_full_feed_that_withdraws_everything_stays_one_until_its_session_goes_down() -> None:
+    """The jinx RIB, then one full feed withdraws every route: it keeps its full-feed status (its
+    prefixes lose its vote, fewer are visible) until a STATE down ends its session."""
+    lines = bgpdump_lines(JINX_RIB)
+    per_peer = Counter(ln.split("|")[3] for ln in lines if ":" not in ln.split("|")[5])
+    full = {p for p, n in per_peer.items() if n > RoutingConfig().full_feed_v4}
+    peer = min(full)
+    state = RoutingState()
+    state.apply(jinx_tables()[0])
+    assert _full_feeds(state) == full
+    visible = int(np.count_nonzero(state.view().visible))
+    mine = [ln.split("|") for ln in lines if ln.split("|")[3] == peer]
+    state.apply(routes_table([f"BGP4MP|1401493600|W|{f[3]}|{f[4]}|{f[5]}" for f in mine]))
+    assert peer not in {addr.format_one(a) for a in state.routes().column("peer_addr").to_pylist()}
+    assert _full_feeds(state) == full
+    assert state.view().full_feed_v4 == len(full)
+    assert int(np.count_nonzero(state.view().visible)) < visible
+    state.apply(routes_table([f"BGP4MP|1401493601|STATE|{peer}|{mine[0][4]}|6|1"]))
+    assert _full_feeds(state) == full - {peer}
+
+
+def _full_feeds(state: RoutingState) -> set[str]:
+    return {str(addr.format_one(p.addr)) for p in state.full_feed_peers()}
+
+
 def test_visibility_and_slash24_against_python_oracle() -> None:
     """A slice of the RIB (prefixes under 175/8 and 1/8) with small full-feed thresholds, checked
     against per-prefix peer sets and per-AS /24 sets computed in Python."""
@@ -146,11 +171,14 @@ def test_visibility_and_slash24_against_python_oracle() -> None:
     full = {p for p, n in per_peer.items() if n > cfg.full_feed_v4}
     seen: dict[str, set[str]] = {}
     origins: dict[str, Counter[int]] = {}
+    full_origins: dict[str, Counter[int]] = {}  # the origins full feeds see decide where there are any
     for ln in lines:
         f = ln.split("|")
         seen.setdefault(f[5], set()).add(f[3])
         last = f[6].split()[-1]
         origins.setdefault(f[5], Counter())[int(last) if last.isdigit() else 0] += 1
+        if f[3] in full:
+            full_origins.setdefault(f[5], Counter())[int(last) if last.isdigit() else 0] += 1
     snap = state.snapshot()
     assert snap.num_rows == len(seen)
     slash24: dict[int, set[int]] = {}
@@ -165,8 +193,8 @@ def test_visibility_and_slash24_against_python_oracle() -> None:
         assert peers == len(seen[text])
         assert nfull == len(seen[text] & full)
         assert vis == (2 * len(seen[text] & full) > len(full))
-        best = max(origins[text].values())
-        assert origin == min(a for a, c in origins[text].items() if c == best)
+        votes = full_origins.get(text) or origins[text]
+        assert origin == min(a for a, c in votes.items() if c == max(votes.values()))
         net = ipaddress.ip_network(text)
         if vis and 8 <= n <= 24:
             first = int(net.network_address) >> 8
@@ -234,20 +262,41 @@ def test_fuzz_random_elements_match_the_oracle(ops: list[tuple[str, int, int, in
             )
     state = RoutingState(RoutingConfig(full_feed_v4=1))
     step = max(1, len(lines) // parts)
+    peak: Counter[str] = Counter()  # a peer's largest table after any applied part since it came up
+    done: list[str] = []
     for lo in range(0, len(lines), step):
-        state.apply(routes_table(lines[lo : lo + step]))
+        batch = lines[lo : lo + step]
+        state.apply(routes_table(batch))
+        for ln in batch:  # the state applies a batch in parts cut at peer-downs
+            f = ln.split("|")
+            if f[2] == "STATE" and f[6] != "6":
+                _note_peaks(peak, oracle_table(tuple(done)))
+                peak[f[3]] = 0
+            done.append(ln)
+        _note_peaks(peak, oracle_table(tuple(done)))
     oracle = oracle_table(tuple(lines))
     assert state_arrow(state.routes()).equals(oracle_arrow(oracle))
+    full = {p for p, n in peak.items() if n > 1}
+    assert _full_feeds(state) == full
     origins: dict[str, Counter[int]] = {}
-    for (_, pfx), (origin, _) in oracle.items():
+    full_origins: dict[str, Counter[int]] = {}
+    for (who, pfx), (origin, _) in oracle.items():
         origins.setdefault(pfx, Counter())[origin or 0] += 1
+        if who in full:
+            full_origins.setdefault(pfx, Counter())[origin or 0] += 1
     snap = state.snapshot()
     got = {
         str(addr.format_prefix(p, n)): o
         for p, n, o in zip(*[snap.column(c).to_pylist() for c in ("prefix", "prefix_len", "origin_asn")], strict=True)
     }
-    assert got == {p: min(a for a, k in c.items() if k == max(c.values())) for p, c in origins.items()}
+    votes = {p: full_origins.get(p) or c for p, c in origins.items()}
+    assert got == {p: min(a for a, k in c.items() if k == max(c.values())) for p, c in votes.items()}
     state.visible_slash24_by_asn()
+
+
+def _note_peaks(peak: Counter[str], table: dict[tuple[str, str], tuple[int | None, str]]) -> None:
+    for peer, n in Counter(p for p, _ in table).items():
+        peak[peer] = max(peak[peer], n)
 
 
 def test_reannouncing_known_routes_keeps_the_reach_views() -> None:

@@ -200,7 +200,7 @@ class SignalComputer:
     # ------------------------------------------------------------------ BGP
     def _bgp(self, countries: V4Ranges | None) -> list[Raw]:
         rs = self.routing
-        if rs is None or len(rs) == 0:
+        if rs is None or not rs.peers:  # routes may be none: a full feed that withdrew all still reports
             return []
         view = rs.view()
         out: list[Raw] = []

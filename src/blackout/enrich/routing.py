@@ -88,6 +88,10 @@ class RoutingState:
         self.reach_version = 0
         self.stats: Counter[str] = Counter()  # elements applied, withdrawals of unknown routes, skipped rows
         self._cache: dict[str, Any] = {}
+        # per peer, (IPv4, IPv6) distinct prefixes now and the most since its session came up: a full
+        # feed that withdraws everything stays a full feed (its prefixes are then dark, not unwatched)
+        self.table_now = np.zeros((0, 2), dtype=np.int64)
+        self.table_peak = np.zeros((0, 2), dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -129,6 +133,9 @@ class RoutingState:
                 pid = self._peer_ids[key] = len(self.peers)
                 self.peers.append(Peer(key[0], key[1], int(asns[j])))
             ids[j] = pid
+        if len(self.table_now) < len(self.peers):
+            grow = np.zeros((len(self.peers) - len(self.table_now), 2), dtype=np.int64)
+            self.table_now, self.table_peak = np.vstack([self.table_now, grow]), np.vstack([self.table_peak, grow])
         return ids[inverse.ravel()]
 
     def _apply_routes(self, table: pa.Table, etype: np.ndarray, peer_ids: np.ndarray, lo: int, hi: int) -> None:
@@ -192,6 +199,7 @@ class RoutingState:
         self.version += 1
         self.reach_version += 1
         new_keys = ukeys[ann][~afound]
+        gone_keys = ukeys[~ann & found]
         self.keys = np.insert(self.keys, at, new_keys)
         self.origin = np.insert(self.origin, at, origin[new])
         self.path = np.insert(self.path, at, path_ids[~afound])
@@ -201,6 +209,27 @@ class RoutingState:
             keep = np.ones(len(self.keys), dtype=bool)
             keep[dele + np.searchsorted(at, dele, side="right")] = False  # at is sorted: ukeys were
             self._keep(keep)
+        self._count_tables(new_keys, gone_keys)
+
+    def _count_tables(self, added: np.ndarray, removed: np.ndarray) -> None:
+        """Update each peer's prefix counts (and peaks) from the routes just added and removed: a
+        (prefix, peer) counts once however many add-path routes it has, so only the groups the keys
+        touch are looked up in the state, by range."""
+        touched = np.concatenate([added, removed]).view(np.uint8).reshape(-1, KEY_BYTES).copy()
+        touched[:, 21:] = 0
+        groups, inverse = np.unique(touched.view(KEY_DTYPE).ravel(), return_inverse=True)
+        delta = np.bincount(inverse.ravel(), weights=np.repeat([1.0, -1.0], [len(added), len(removed)]))
+        hi = groups.view(np.uint8).reshape(-1, KEY_BYTES).copy()
+        hi[:, 21:] = 0xFF
+        after = np.searchsorted(self.keys, hi.view(KEY_DTYPE).ravel(), side="right") - np.searchsorted(
+            self.keys, groups, side="left"
+        )
+        before = after - delta.astype(np.int64)
+        change = (after > 0).astype(np.int64) - (before > 0)
+        m = groups.view(np.uint8).reshape(-1, KEY_BYTES)
+        v6 = (~np.all(m[:, :12] == _MAPPED, axis=1)).astype(np.int64)
+        np.add.at(self.table_now, (key_peers(groups).astype(np.int64), v6), change)
+        np.maximum(self.table_peak, self.table_now, out=self.table_peak)
 
     def _intern_paths(self, as_path: pa.Array) -> np.ndarray:
         """Global ids of AS paths (a Python dict over the batch's distinct paths only)."""
@@ -221,8 +250,11 @@ class RoutingState:
         """A session left Established: all its routes go."""
         gone = self.peer == peer
         self.stats["peer_down"] += 1
+        was_counted = bool(self.table_peak[peer].any())  # its full-feed status ends with the session
+        self.table_now[peer] = self.table_peak[peer] = 0
         if gone.any():
             self._keep(~gone)
+        if gone.any() or was_counted:
             self.version += 1
             self.reach_version += 1
 
@@ -271,7 +303,7 @@ class RoutingState:
         if cached is None or cached[0] != self.reach_version:
             cfg = self.config
             v = prefix_view(
-                self.key_matrix(), self.peer, self.origin, len(self.peers), cfg.full_feed_v4, cfg.full_feed_v6
+                self.key_matrix(), self.peer, self.origin, self.table_peak, cfg.full_feed_v4, cfg.full_feed_v6
             )
             cached = self._cache["view"] = (self.reach_version, v)
         return cached[1]
@@ -281,7 +313,8 @@ class RoutingState:
         return self.view().table()
 
     def full_feed_peers(self) -> list[Peer]:
-        """Peers above the full-feed thresholds ([routing] full_feed_v4 / full_feed_v6)."""
+        """Peers above the full-feed thresholds ([routing] full_feed_v4 / full_feed_v6) at some time
+        since their session came up."""
         full = self.view().full_feed
         return [p for p, f in zip(self.peers, full.tolist(), strict=True) if f]
 

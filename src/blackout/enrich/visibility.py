@@ -1,7 +1,8 @@
 """What the routing state says about prefixes: who sees them, from which origin, how many /24s are up.
 
 IODA's BGP signal, computed over the whole state with array operations: a peer
-is a *full feed* above 400k IPv4 (or 10k IPv6) prefixes; a prefix is *visible*
+is a *full feed* above 400k IPv4 (or 10k IPv6) prefixes (at its largest since
+its session came up); a prefix is *visible*
 when more than half of the full-feed peers of its family see it; an AS's (or a
 country's) signal is the number of distinct /24s its visible prefixes cover,
 each /24 counted once however many prefixes cover it.
@@ -42,7 +43,7 @@ class PrefixView:
     prefix: np.ndarray  # (P, 16) uint8, host bits clear
     bits: np.ndarray  # (P,) prefix length in the 128-bit space (IPv4 + 96)
     v4: np.ndarray  # bool
-    origin: np.ndarray  # uint32, the origin most peers see (ties: lowest AS)
+    origin: np.ndarray  # uint32, the origin most full-feed peers see (none: most peers; ties: lowest AS)
     peers: np.ndarray  # uint32, distinct peers with a route
     full_peers: np.ndarray  # uint32, distinct full-feed peers with a route
     visible: np.ndarray  # bool, seen by more than half of the family's full-feed peers
@@ -70,9 +71,14 @@ class PrefixView:
 
 
 def prefix_view(
-    km: np.ndarray, peer: np.ndarray, origin: np.ndarray, n_peers: int, full_v4: int, full_v6: int
+    km: np.ndarray, peer: np.ndarray, origin: np.ndarray, peak: np.ndarray, full_v4: int, full_v6: int
 ) -> PrefixView:
-    """Per-prefix view of sorted route keys (see routing.KEY_BYTES for the key layout)."""
+    """Per-prefix view of sorted route keys (see routing.KEY_BYTES for the key layout).
+
+    `peak` is each peer's largest (IPv4, IPv6) table since its session came up, shape (n_peers, 2):
+    full-feed status comes from it, so a full feed that withdraws everything still counts (its
+    routes are gone, not its vantage point)."""
+    n_peers = len(peak)
     n = len(km)
     newp = np.ones(n, dtype=bool)
     if n > 1:
@@ -88,16 +94,21 @@ def prefix_view(
     rv4 = v4[rg]
     c4 = np.bincount(rp[rv4], minlength=n_peers)
     c6 = np.bincount(rp[~rv4], minlength=n_peers)
-    full4, full6 = c4 > full_v4, c6 > full_v6
+    full4, full6 = np.maximum(c4, peak[:, 0]) > full_v4, np.maximum(c6, peak[:, 1]) > full_v6
     is_full = np.where(rv4, full4[rp], full6[rp])
     peers = np.bincount(rg, minlength=n_pfx).astype(np.uint32)
     full_peers = np.bincount(rg[is_full], minlength=n_pfx).astype(np.uint32)
     denom = np.where(v4, int(full4.sum()), int(full6.sum()))
+    # the origin the full feeds see: a partial feed with another origin must not flip it
+    row_origin = origin[rows]
+    best = _mode_origin(rg, row_origin, n_pfx)
+    if is_full.any():
+        best = np.where(full_peers > 0, _mode_origin(rg[is_full], row_origin[is_full], n_pfx), best)
     return PrefixView(
         prefix=np.ascontiguousarray(km[first, :16]),
         bits=km[first, 16].astype(np.int64),
         v4=v4,
-        origin=_mode_origin(rg, origin[rows], n_pfx),
+        origin=best,
         peers=peers,
         full_peers=full_peers,
         visible=full_peers.astype(np.int64) * 2 > denom,
