@@ -194,13 +194,6 @@ def test_probers_started_together(lab: Lab) -> None:
     assert max(starts) - min(starts) < 8  # outage.fast_warmup_s
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="detect/signals.py gives a watched prefix probing_up 0, not NaN, in the bins before its first probe "
-    "(another entity's probes came first); once warm, the fast tracker inpaints every real value (ratio inf > 2) "
-    "with that 0 baseline, so the later fall to 0 never alerts (replayed without the other prober it does)",
-)
 def test_a_prober_started_later_still_sees_its_link_cut(lab: Lab, tmp_path: Path) -> None:
     """The cut link's real probe results from 12 s after the first chain's: alone they raise probing_up;
     replayed with the first chain's results they should too."""

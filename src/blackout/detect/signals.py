@@ -374,10 +374,12 @@ def _per_entity(
         vals = []
         for lo, hi in zip(watch.pfx_lo.tolist(), watch.pfx_hi.tolist(), strict=True):
             inside = (b >= np.uint64(lo >> 8)) & (b < np.uint64(max(hi >> 8, (lo >> 8) + 1)))
-            if how == "mean":
-                vals.append(float(x[inside].mean()) if inside.any() else np.nan)
+            # no block of the prefix yet: no value (a 0 before its first probe would become the
+            # trackers' baseline, and its later fall to 0 would never alert)
+            if not inside.any():
+                vals.append(np.nan)
             else:
-                vals.append(float(x[inside].sum()))
+                vals.append(float(x[inside].mean() if how == "mean" else x[inside].sum()))
         arr = np.array(vals)
         keep = np.isfinite(arr)
         out.append((signal, "prefix", np.array(watch.prefixes, dtype=object)[keep], arr[keep]))
