@@ -33,11 +33,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..addr import as_matrix, from_v4_u32, is_v4, v4_to_u32
+from ..addr import as_matrix, from_matrix, from_v4_u32, is_v4, v4_to_u32
 from ..enrich.base import Enricher
 from ..enrich.routing import RoutingState
 from ..enrich.visibility import V4Ranges, merge, slash24_intervals
-from ..model import FLOW_SCHEMA, PROBE_SCHEMA
+from ..model import PROBE_SCHEMA
 from ..probe import trinocular
 from ..probe.trinocular import BELIEF_START, BELIEF_UP
 from .entities import Groups, Homes, Registry, group_distinct, group_sum
@@ -77,6 +77,11 @@ class Watch:
                 raise ValueError(f"{item}: write country:CC, asn:N or prefix:A.B.C.D/L")
         return cls(countries, asns, prefixes, np.array(lo, np.uint64), np.array(hi, np.uint64))
 
+
+# A bin's flows on one side as distinct addresses: (high 64 bits, low 64 bits, bytes, packets), the
+# counts scaled by their sampling rate.
+AddressSums = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+SIDES = (("in", "dst_addr"), ("out", "src_addr"))
 
 # One signal's raw values for one kind of entity: (signal, entity_type, keys, values); keys are uint32
 # AS numbers or object arrays of strings (country codes, prefix texts).
@@ -122,7 +127,11 @@ class SignalComputer:
         self.enricher = enricher
         self.countries = countries  # event time → the RIR country table in force (BGP per country)
         self.homes = Homes()
-        self.flows: list[pa.Table] = []
+        # per side ("in": destinations, "out": sources), the bin's flows so far as distinct addresses with
+        # their summed bytes and packets: a bin of raw flow tables grew by ~100 B per flow at collector
+        # rates and its close stalled the engine (README, Reliability)
+        self.traffic: dict[str, list[AddressSums]] = {side: [] for side, _ in SIDES}
+        self._folded = {side: 0 for side, _ in SIDES}  # rows of the side's first part, merged last
         self.probes: list[pa.Table] = []
         self.registries: dict[tuple[str, str], Registry] = {}
         self._bgp_series_cache: tuple[tuple[int, int], list[Series]] | None = None
@@ -139,17 +148,18 @@ class SignalComputer:
     def add(self, flows: pa.Table, probes: pa.Table) -> None:
         """Keep a tick's flows and probes for the bin they fall in."""
         if flows.num_rows:
-            self.flows.append(flows)
+            self._fold(flows)
         if probes.num_rows:
             self.probes.append(probes)
 
     def close(self, at_us: int, with_traffic: bool = True) -> list[Series]:
         """Every signal of the bin that ends at ``at_us``; forget the bin's records."""
         out = self._bgp_series(at_us)
-        flows = pa.concat_tables(self.flows).combine_chunks() if self.flows else FLOW_SCHEMA.empty_table()
         probes = pa.concat_tables(self.probes).combine_chunks() if self.probes else PROBE_SCHEMA.empty_table()
-        self.flows, self.probes = [], []
-        raw = self._traffic(flows, at_us) if with_traffic and flows.num_rows else []
+        traffic = {side: merge_sums(parts) for side, parts in self.traffic.items() if parts}
+        self.traffic, self.probes = {side: [] for side, _ in SIDES}, []
+        self._folded = {side: 0 for side, _ in SIDES}
+        raw = self._traffic(traffic, at_us) if with_traffic and traffic else []
         raw += self._probing(probes, at_us)
         return out + [self._series(r) for r in raw]
 
@@ -236,18 +246,30 @@ class SignalComputer:
         return [("bgp", "prefix", names, np.array(counts)), ("bgp_peers", "prefix", names, np.array(most))]
 
     # -------------------------------------------------------------- traffic
-    def _traffic(self, flows: pa.Table, at_us: int) -> list[Raw]:
+    def _fold(self, flows: pa.Table) -> None:
+        """Reduce a tick's flows to its distinct addresses per side (sums are exact: integer-valued floats)."""
         rate = np.maximum(flows.column("sampling_rate").to_numpy(), 1).astype(np.float64)
-        weights = {
-            "bytes": flows.column("bytes").to_numpy().astype(np.float64) * rate,
-            "packets": flows.column("packets").to_numpy().astype(np.float64) * rate,
-        }
+        nbytes = flows.column("bytes").to_numpy().astype(np.float64) * rate
+        packets = flows.column("packets").to_numpy().astype(np.float64) * rate
+        for side, col in SIDES:
+            ident = np.ascontiguousarray(as_matrix(flows.column(col))).view(">u8").reshape(-1, 2).astype(np.uint64)
+            parts = self.traffic[side]
+            parts.append(sum_by_address(ident[:, 0], ident[:, 1], nbytes, packets))
+            # merge the parts once they hold more than the merged part: amortised, and a bin's memory
+            # is its distinct addresses, not its flows
+            if sum(len(part[0]) for part in parts) > 2 * self._folded[side] + 65536:
+                self.traffic[side] = [merge_sums(parts)]
+                self._folded[side] = len(self.traffic[side][0][0])
+
+    def _traffic(self, traffic: dict[str, AddressSums], at_us: int) -> list[Raw]:
         out: list[Raw] = []
-        for side, col in (("in", "dst_addr"), ("out", "src_addr")):
-            addrs = flows.column(col).combine_chunks()
-            m = as_matrix(addrs)
-            ident = np.ascontiguousarray(m).view(">u8").reshape(-1, 2)
-            item = ident[:, 1].astype(np.uint64) ^ (ident[:, 0].astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+        for side, _ in SIDES:
+            if side not in traffic:
+                continue
+            hi, lo, nbytes, packets = traffic[side]
+            weights = {"bytes": nbytes, "packets": packets}
+            addrs = from_matrix(np.stack([hi, lo], axis=1).astype(">u8").view(np.uint8).reshape(-1, 16))
+            item = lo ^ (hi * np.uint64(0x9E3779B97F4A7C15))
             asn, cc = self._where(addrs, at_us)
             for etype, code, keys in _groupings(asn, cc):
                 rows = code >= 0
@@ -337,6 +359,25 @@ class SignalComputer:
         if len(touched) and self.enricher is not None:
             asn, _ = self._where(from_v4_u32(self.blocks[touched] << np.uint32(8)), at_us)
             self.block_asn[touched] = np.where(asn != 0, asn, self.block_asn[touched])
+
+
+def sum_by_address(hi: np.ndarray, lo: np.ndarray, nbytes: np.ndarray, packets: np.ndarray) -> AddressSums:
+    """Distinct addresses (two uint64 halves, sorted) and the bytes and packets summed per address."""
+    if len(hi) == 0:
+        return hi, lo, nbytes, packets
+    order = np.lexsort((lo, hi))
+    hi, lo = hi[order], lo[order]
+    new = np.ones(len(hi), dtype=bool)
+    new[1:] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])
+    starts = np.flatnonzero(new)
+    return hi[starts], lo[starts], np.add.reduceat(nbytes[order], starts), np.add.reduceat(packets[order], starts)
+
+
+def merge_sums(parts: list[AddressSums]) -> AddressSums:
+    """Parts of one side's address sums as one."""
+    if len(parts) == 1:
+        return parts[0]
+    return sum_by_address(*(np.concatenate([p[i] for p in parts]) for i in range(4)))
 
 
 def _groupings(asn: np.ndarray, cc: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
