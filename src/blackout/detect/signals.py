@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 from ..addr import as_matrix, from_matrix, from_v4_u32, is_v4, v4_to_u32
 from ..enrich.base import Enricher
 from ..enrich.routing import RoutingState
-from ..enrich.visibility import V4Ranges, merge, slash24_intervals
+from ..enrich.visibility import V4Ranges, covered_below, merge, slash24_intervals
 from ..model import PROBE_SCHEMA
 from ..probe import trinocular
 from ..probe.trinocular import BELIEF_START, BELIEF_UP
@@ -226,24 +226,42 @@ class SignalComputer:
         return out
 
     def _bgp_prefixes(self, view: Any) -> list[Raw]:
-        """Visible /24s inside each watched prefix, and the most full-feed peers seeing one route there."""
+        """Visible /24s inside each watched prefix, and the most full-feed peers seeing one route there.
+
+        All watched prefixes at once: /24s by the covered length of the merged visible intervals below
+        each end; peers by a range maximum over the routes starting inside each prefix, and a lookup of
+        the routes covering it (at most one per length).  A pass over the table per watched prefix
+        cost ~17 ms a prefix in every bin in which routing changed."""
         assert self.routing is not None
         cfg = self.routing.config
+        lo, hi = self.watch.pfx_lo, self.watch.pfx_hi
         _, first, end = slash24_intervals(view, cfg.slash24_min_len, cfg.slash24_max_len)
+        s, e = merge(first, end)
+        a = lo >> np.uint64(8)
+        b = np.maximum(hi >> np.uint64(8), a + np.uint64(1))
+        counts = (covered_below(s, e, b) - covered_below(s, e, a)).astype(np.float64)
+
         plen = view.prefix_len.astype(np.int64)
         sel = view.v4 & (plen >= cfg.slash24_min_len)
         start = np.ascontiguousarray(view.prefix[sel, 12:16]).view(">u4").ravel().astype(np.uint64)
-        stop = start + (np.uint64(1) << (32 - plen[sel]).astype(np.uint64))
-        peers = view.full_peers[sel]
-        counts, most = [], []
-        for lo, hi in zip(self.watch.pfx_lo.tolist(), self.watch.pfx_hi.tolist(), strict=True):
-            a, b = np.uint64(lo >> 8), np.uint64(max(hi >> 8, (lo >> 8) + 1))
-            s, e = merge(np.maximum(first, a), np.minimum(end, b))
-            counts.append(float(np.sum(np.where(e > s, e - s, 0))) if len(s) else 0.0)
-            over = (start < np.uint64(hi)) & (stop > np.uint64(lo))
-            most.append(float(peers[over].max()) if over.any() else 0.0)
+        plen, peers = plen[sel], view.full_peers[sel].astype(np.int64)
+        order = np.argsort(start, kind="stable")
+        by_start, ranked = start[order], np.append(peers[order], 0)
+        i, j = np.searchsorted(by_start, lo), np.searchsorted(by_start, hi)
+        bounds = np.stack([i, j], axis=1).ravel()
+        most = np.where(j > i, np.maximum.reduceat(ranked, bounds)[::2] if len(bounds) else 0, 0)
+        keys = (start << np.uint64(6)) | plen.astype(np.uint64)
+        korder = np.argsort(keys)
+        sorted_keys = keys[korder]
+        for length in range(cfg.slash24_min_len, 33):  # the route of each length that covers the prefix
+            mask = np.uint64((0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF)
+            want = ((lo & mask) << np.uint64(6)) | np.uint64(length)
+            at = np.minimum(np.searchsorted(sorted_keys, want), max(len(keys) - 1, 0))
+            if len(keys):
+                hit = sorted_keys[at] == want
+                most = np.where(hit, np.maximum(most, peers[korder[at]]), most)
         names = np.array(self.watch.prefixes, dtype=object)
-        return [("bgp", "prefix", names, np.array(counts)), ("bgp_peers", "prefix", names, np.array(most))]
+        return [("bgp", "prefix", names, counts), ("bgp_peers", "prefix", names, most.astype(np.float64))]
 
     # -------------------------------------------------------------- traffic
     def _fold(self, flows: pa.Table) -> None:

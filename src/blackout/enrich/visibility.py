@@ -188,7 +188,7 @@ def slash24_by_country(view: PrefixView, countries: V4Ranges, min_len: int = 8, 
     s, e = merge(first, end)
     lo, hi, code = countries.v4_ranges()
     a, b = (lo + np.uint64(255)) >> np.uint64(8), (hi + np.uint64(255)) >> np.uint64(8)
-    per_range = _covered_below(s, e, b) - _covered_below(s, e, a)
+    per_range = covered_below(s, e, b) - covered_below(s, e, a)
     counts = np.bincount(code, weights=per_range.astype(np.float64), minlength=len(countries.codes))
     keep = np.flatnonzero(counts > 0)
     names = np.array(countries.codes, dtype=object)[keep]
@@ -198,7 +198,7 @@ def slash24_by_country(view: PrefixView, countries: V4Ranges, min_len: int = 8, 
     )
 
 
-def _covered_below(s: np.ndarray, e: np.ndarray, x: np.ndarray) -> np.ndarray:
+def covered_below(s: np.ndarray, e: np.ndarray, x: np.ndarray) -> np.ndarray:
     """How many units of the disjoint sorted intervals (s, e) lie below each x."""
     if len(s) == 0:
         return np.zeros(len(x), dtype=np.int64)
