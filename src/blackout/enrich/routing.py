@@ -217,18 +217,28 @@ class RoutingState:
         touch are looked up in the state, by range."""
         touched = np.concatenate([added, removed]).view(np.uint8).reshape(-1, KEY_BYTES).copy()
         touched[:, 21:] = 0
-        groups, inverse = np.unique(touched.view(KEY_DTYPE).ravel(), return_inverse=True)
-        delta = np.bincount(inverse.ravel(), weights=np.repeat([1.0, -1.0], [len(added), len(removed)]))
-        hi = groups.view(np.uint8).reshape(-1, KEY_BYTES).copy()
-        hi[:, 21:] = 0xFF
-        after = np.searchsorted(self.keys, hi.view(KEY_DTYPE).ravel(), side="right") - np.searchsorted(
-            self.keys, groups, side="left"
-        )
-        before = after - delta.astype(np.int64)
-        change = (after > 0).astype(np.int64) - (before > 0)
+        sign = np.repeat(np.array([1, -1], dtype=np.int64), [len(added), len(removed)])
+        if len(added) and len(removed):  # each alone is sorted already (the batch's keys were)
+            order = np.argsort(touched.view(KEY_DTYPE).ravel(), kind="stable")
+            touched, sign = touched[order], sign[order]
+        heads = np.ones(len(touched), dtype=bool)
+        heads[1:] = np.any(touched[1:, :21] != touched[:-1, :21], axis=1)
+        starts = np.flatnonzero(heads)
+        delta = np.add.reduceat(sign, starts)
+        groups = np.ascontiguousarray(touched[starts]).view(KEY_DTYPE).ravel()
+        if len(removed) == 0 and len(added) == len(self.keys):  # into an empty state: every group is new
+            change = np.ones(len(groups), dtype=np.int64)
+        else:
+            hi = groups.view(np.uint8).reshape(-1, KEY_BYTES).copy()
+            hi[:, 21:] = 0xFF
+            after = np.searchsorted(self.keys, hi.view(KEY_DTYPE).ravel(), side="right")
+            after -= np.searchsorted(self.keys, groups, side="left")
+            change = (after > 0).astype(np.int64) - (after - delta > 0)
         m = groups.view(np.uint8).reshape(-1, KEY_BYTES)
         v6 = (~np.all(m[:, :12] == _MAPPED, axis=1)).astype(np.int64)
-        np.add.at(self.table_now, (key_peers(groups).astype(np.int64), v6), change)
+        cell = key_peers(groups).astype(np.int64) * 2 + v6
+        delta_now = np.bincount(cell, weights=change, minlength=self.table_now.size)
+        self.table_now += delta_now.reshape(-1, 2).astype(np.int64)
         np.maximum(self.table_peak, self.table_now, out=self.table_peak)
 
     def _intern_paths(self, as_path: pa.Array) -> np.ndarray:
