@@ -36,11 +36,12 @@ import pyarrow.compute as pc
 from ..addr import as_matrix, from_matrix, from_v4_u32, is_v4, v4_to_u32
 from ..enrich.base import Enricher
 from ..enrich.routing import RoutingState
-from ..enrich.visibility import V4Ranges, covered_below, merge, slash24_intervals
+from ..enrich.visibility import V4Ranges, in_ranges
 from ..model import PROBE_SCHEMA
 from ..probe import trinocular
 from ..probe.trinocular import BELIEF_START, BELIEF_UP
 from .entities import Groups, Homes, Registry, group_distinct, group_sum
+from .flow_sums import AddressSums, merge_sums, sum_by_address
 
 TRAFFIC = ("bytes", "packets", "addrs")
 # Trinocular's belief model (IODA's build): start 0.99, clamp [0.01, 0.99], up > 0.9, 1 % false answers.
@@ -78,9 +79,6 @@ class Watch:
         return cls(countries, asns, prefixes, np.array(lo, np.uint64), np.array(hi, np.uint64))
 
 
-# A bin's flows on one side as distinct addresses: (high 64 bits, low 64 bits, bytes, packets), the
-# counts scaled by their sampling rate.
-AddressSums = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 SIDES = (("in", "dst_addr"), ("out", "src_addr"))
 
 # One signal's raw values for one kind of entity: (signal, entity_type, keys, values); keys are uint32
@@ -226,42 +224,12 @@ class SignalComputer:
         return out
 
     def _bgp_prefixes(self, view: Any) -> list[Raw]:
-        """Visible /24s inside each watched prefix, and the most full-feed peers seeing one route there.
-
-        All watched prefixes at once: /24s by the covered length of the merged visible intervals below
-        each end; peers by a range maximum over the routes starting inside each prefix, and a lookup of
-        the routes covering it (at most one per length).  A pass over the table per watched prefix
-        cost ~17 ms a prefix in every bin in which routing changed."""
+        """Visible /24s inside each watched prefix, and the most full-feed peers seeing one route there."""
         assert self.routing is not None
         cfg = self.routing.config
-        lo, hi = self.watch.pfx_lo, self.watch.pfx_hi
-        _, first, end = slash24_intervals(view, cfg.slash24_min_len, cfg.slash24_max_len)
-        s, e = merge(first, end)
-        a = lo >> np.uint64(8)
-        b = np.maximum(hi >> np.uint64(8), a + np.uint64(1))
-        counts = (covered_below(s, e, b) - covered_below(s, e, a)).astype(np.float64)
-
-        plen = view.prefix_len.astype(np.int64)
-        sel = view.v4 & (plen >= cfg.slash24_min_len)
-        start = np.ascontiguousarray(view.prefix[sel, 12:16]).view(">u4").ravel().astype(np.uint64)
-        plen, peers = plen[sel], view.full_peers[sel].astype(np.int64)
-        order = np.argsort(start, kind="stable")
-        by_start, ranked = start[order], np.append(peers[order], 0)
-        i, j = np.searchsorted(by_start, lo), np.searchsorted(by_start, hi)
-        bounds = np.stack([i, j], axis=1).ravel()
-        most = np.where(j > i, np.maximum.reduceat(ranked, bounds)[::2] if len(bounds) else 0, 0)
-        keys = (start << np.uint64(6)) | plen.astype(np.uint64)
-        korder = np.argsort(keys)
-        sorted_keys = keys[korder]
-        for length in range(cfg.slash24_min_len, 33):  # the route of each length that covers the prefix
-            mask = np.uint64((0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF)
-            want = ((lo & mask) << np.uint64(6)) | np.uint64(length)
-            at = np.minimum(np.searchsorted(sorted_keys, want), max(len(keys) - 1, 0))
-            if len(keys):
-                hit = sorted_keys[at] == want
-                most = np.where(hit, np.maximum(most, peers[korder[at]]), most)
+        counts, most = in_ranges(view, self.watch.pfx_lo, self.watch.pfx_hi, cfg.slash24_min_len, cfg.slash24_max_len)
         names = np.array(self.watch.prefixes, dtype=object)
-        return [("bgp", "prefix", names, counts), ("bgp_peers", "prefix", names, most.astype(np.float64))]
+        return [("bgp", "prefix", names, counts), ("bgp_peers", "prefix", names, most)]
 
     # -------------------------------------------------------------- traffic
     def _fold(self, flows: pa.Table) -> None:
@@ -377,25 +345,6 @@ class SignalComputer:
         if len(touched) and self.enricher is not None:
             asn, _ = self._where(from_v4_u32(self.blocks[touched] << np.uint32(8)), at_us)
             self.block_asn[touched] = np.where(asn != 0, asn, self.block_asn[touched])
-
-
-def sum_by_address(hi: np.ndarray, lo: np.ndarray, nbytes: np.ndarray, packets: np.ndarray) -> AddressSums:
-    """Distinct addresses (two uint64 halves, sorted) and the bytes and packets summed per address."""
-    if len(hi) == 0:
-        return hi, lo, nbytes, packets
-    order = np.lexsort((lo, hi))
-    hi, lo = hi[order], lo[order]
-    new = np.ones(len(hi), dtype=bool)
-    new[1:] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])
-    starts = np.flatnonzero(new)
-    return hi[starts], lo[starts], np.add.reduceat(nbytes[order], starts), np.add.reduceat(packets[order], starts)
-
-
-def merge_sums(parts: list[AddressSums]) -> AddressSums:
-    """Parts of one side's address sums as one."""
-    if len(parts) == 1:
-        return parts[0]
-    return sum_by_address(*(np.concatenate([p[i] for p in parts]) for i in range(4)))
 
 
 def _groupings(asn: np.ndarray, cc: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:

@@ -156,6 +156,41 @@ def slash24_intervals(view: PrefixView, min_len: int, max_len: int) -> tuple[np.
     return view.origin[sel], first, first + (np.uint64(1) << (24 - plen[sel]).astype(np.uint64))
 
 
+def in_ranges(
+    view: PrefixView, lo: np.ndarray, hi: np.ndarray, min_len: int, max_len: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """For IPv4 ranges [lo, hi) (uint64 addresses, prefixes): the visible /24s inside each, and the most
+    full-feed peers that see one route inside or covering it, as floats.
+
+    All ranges at once: /24s by the covered length of the merged visible intervals below each end;
+    peers by a range maximum over the routes starting inside each range, and a lookup of the routes
+    covering it (at most one per length).  A pass over the table per range cost ~17 ms a range."""
+    _, first, end = slash24_intervals(view, min_len, max_len)
+    s, e = merge(first, end)
+    a = lo >> np.uint64(8)
+    b = np.maximum(hi >> np.uint64(8), a + np.uint64(1))
+    counts = (covered_below(s, e, b) - covered_below(s, e, a)).astype(np.float64)
+    plen = view.prefix_len.astype(np.int64)
+    sel = view.v4 & (plen >= min_len)
+    start = np.ascontiguousarray(view.prefix[sel, 12:16]).view(">u4").ravel().astype(np.uint64)
+    plen, peers = plen[sel], view.full_peers[sel].astype(np.int64)
+    order = np.argsort(start, kind="stable")
+    by_start, ranked = start[order], np.append(peers[order], 0)
+    i, j = np.searchsorted(by_start, lo), np.searchsorted(by_start, hi)
+    bounds = np.stack([i, j], axis=1).ravel()
+    most = np.where(j > i, np.maximum.reduceat(ranked, bounds)[::2] if len(bounds) else 0, 0)
+    keys = (start << np.uint64(6)) | plen.astype(np.uint64)
+    korder = np.argsort(keys)
+    sorted_keys = keys[korder]
+    for length in range(min_len, 33) if len(keys) else ():  # the route of each length covering the range
+        mask = np.uint64((0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF)
+        want = ((lo & mask) << np.uint64(6)) | np.uint64(length)
+        at = np.minimum(np.searchsorted(sorted_keys, want), len(keys) - 1)
+        hit = sorted_keys[at] == want
+        most = np.where(hit, np.maximum(most, peers[korder[at]]), most)
+    return counts, most.astype(np.float64)
+
+
 def merge(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Union of half-open intervals as sorted disjoint (start, end) arrays."""
     if len(start) == 0:
