@@ -157,11 +157,6 @@ def test_pings_lost_under_the_heaviest_attacks_are_the_only_other_outages(kp: Re
             assert any(sec(a["start"]) <= sec(o["start"]) < sec(a["end"]) for a in heavy), (o["entity"], o["start"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="thin sampled traffic (about 2 sampled records a minute out of KP) has 5-minute lulls the IODA "
-    "traffic rule (< 25 % of the 7-day median over traffic_min_s) reads as an outage: 18 Dec 03:15-03:20",
-)
 def test_no_outage_from_traffic_alone(kp: Replayed) -> None:
     alone = [o for o in kp.outages if all(s.startswith("traffic") for s in o["signals"])]
     assert not alone, [(o["entity"], o["start"], o["end"]) for o in alone]

@@ -317,15 +317,16 @@ def test_bgp_and_probing_alerts_that_overlap_are_one_event() -> None:
 # ------------------------------------------------------------------------------------------- traffic
 
 
-def flows_table(start: str, hours: float, dark: tuple[str, str], seed: int = 3) -> pa.Table:
-    """One flow per minute from each of 20 KP hosts and 20 Google hosts (packets vary ±10 %), sampled 1:100;
-    the KP hosts send nothing while `dark`."""
+def flows_table(start: str, hours: float, dark: tuple[str, str], seed: int = 3, kp_hosts: int = 20) -> pa.Table:
+    """One flow per minute from each of `kp_hosts` KP hosts and 20 Google hosts (packets vary ±10 %), sampled
+    1:100; the KP hosts send nothing while `dark`."""
     rnd = np.random.default_rng(seed)
     t0, off, on = us(start), us(dark[0]), us(dark[1])
     minutes = int(hours * 60)
-    kp = np.array([KP_LO + 8 + i for i in range(20)], np.uint32)
+    kp = np.array([KP_LO + 8 + i for i in range(kp_hosts)], np.uint32)
     gg = np.array([int.from_bytes(bytes([8, 8, 8, i + 1]), "big") for i in range(20)], np.uint32)
-    ts = np.repeat(t0 + np.arange(minutes, dtype=np.int64) * MIN, 40) + np.tile(np.arange(40) * 1000, minutes)
+    per_min = kp_hosts + 20
+    ts = np.repeat(t0 + np.arange(minutes, dtype=np.int64) * MIN, per_min) + np.tile(np.arange(per_min) * 1000, minutes)
     src = np.tile(np.concatenate([kp, gg]), minutes)
     keep = ~(np.isin(src, kp) & (ts >= off) & (ts < on))
     n = int(keep.sum())
@@ -370,6 +371,23 @@ def test_a_chance_empty_minute_of_traffic_is_no_outage(method: str) -> None:
     replay = run(routes, {method: OutageConfig(watch=WATCH, method=method)}, sources=[("flows", Kind.FLOW, flows)])
     for entity in ("asn:131279", "country:KP", "prefix:175.45.176.0/22"):
         assert not event(replay.det[method], entity)
+
+
+@pytest.mark.parametrize("method", ["ioda", "fast"])
+def test_thin_traffic_stopping_alone_is_no_outage(method: str) -> None:
+    """Two sending hosts promise 2 x 5 = 10 address-bins per 300 s, under traffic_min_expected (20): their
+    silence for 45 min is no outage by itself (thin sampled traffic falls silent by chance); four are enough."""
+    dark = ("2014-12-22T16:15:00Z", "2014-12-22T17:00:00Z")
+    flows = flows_table("2014-12-22T13:00:00Z", 6, dark, kp_hosts=2)
+    routes = [stamped(kp_rows(), us("2014-12-22T12:59:00Z"))]
+    alone = run(routes, {method: OutageConfig(watch=WATCH, method=method)}, sources=[("flows", Kind.FLOW, flows)])
+    for entity in ("asn:131279", "country:KP", "prefix:175.45.176.0/22"):
+        assert not event(alone.det[method], entity)
+    thick = flows_table("2014-12-22T13:00:00Z", 6, dark, kp_hosts=4)  # 4 x 5 = 20: enough to open
+    opened = run(routes, {method: OutageConfig(watch=WATCH, method=method)}, sources=[("flows", Kind.FLOW, thick)])
+    (rec,) = event(opened.det[method], "asn:131279")
+    assert (rec["start"], rec["end"]) == (us(dark[0]), us(dark[1]))
+    assert rec["signals"] == ["traffic_out_addrs", "traffic_out_packets"]
 
 
 # ------------------------------------------------------------------------------------- IODA arithmetic

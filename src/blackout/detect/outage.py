@@ -96,6 +96,9 @@ class OutageConfig:
     traffic_min_s: float = 300.0  # a traffic drop alone opens an outage only after lasting this long (IODA
     # judges traffic on 300 s bins): thin sampled traffic has empty minutes by chance, not outages; a drop
     # during an outage another signal already opened joins it at once
+    traffic_min_expected: float = 20.0  # ... and only on the distinct-address signal (IODA's telescope
+    # signal: unique addresses), when its baseline promises this many address-bins over traffic_min_s:
+    # then a fall below a quarter (<= 5) has Poisson probability < 1e-4; thinner traffic only joins
     max_quiet_s: float = 86400.0  # a stretch with no input longer than this is a gap in the data, not
     # an outage: bins are judged up to it, then the clock jumps to the next input (archives months apart
     # would otherwise cost a bin each)
@@ -315,10 +318,12 @@ class OutageDetector:
                 held = self._pending.setdefault((key, signal), [start_us, 0, 0.0])
                 held[1] += 1
                 held[2] += float(step.drop[row]) * minutes
-                if held[1] < self._traffic_bins:
-                    continue  # not yet long enough to be more than chance
-                first_us, carried = int(held[0]), float(held[2]) - float(step.drop[row]) * minutes
-                del self._pending[(key, signal)]
+                if held[1] < self._traffic_bins or not self._traffic_may_open(signal, float(step.history[row])):
+                    continue  # not yet long enough, or too thin, to be more than chance
+            waited = self._pending.pop((key, signal), None)
+            if waited is not None:  # the drop began bins ago: the alert starts there, with its area
+                this_bin = float(step.drop[row]) * minutes if ev is None else 0.0  # counted in waited already
+                first_us, carried = int(waited[0]), float(waited[2]) - this_bin
             if ev is None:
                 ev = self.open[key] = _Event(key[0], key[1], first_us)
                 self.alerts[ev.id] = ev.signals
@@ -339,6 +344,11 @@ class OutageDetector:
                 alert.worst_drop, alert.worst_us = drop, start_us
                 alert.worst_value, alert.worst_history = float(values[row]), float(step.history[row])
             self._changed[ev.id] = ev  # its score grew
+
+    def _traffic_may_open(self, signal: str, history: float) -> bool:
+        """Whether a lasting traffic drop may open an event by itself (see traffic_min_expected)."""
+        opener = signal.endswith("_addrs") or not any(s.endswith("_addrs") for s in self.config.detect)
+        return opener and history * self._traffic_bins >= self.config.traffic_min_expected
 
     @staticmethod
     def _transition(at_us: int, level: int, value: float, history: float) -> dict[str, Any]:
