@@ -216,13 +216,31 @@ def test_a_record_dated_decades_ahead_is_dropped_and_counted(tmp_path: Path) -> 
     assert clean and '"10.10.10.10"' in clean[0]
     assert guarded == clean
     assert stats.future == {str(tmp_path / "dated.pcap"): 1} and stats.late == clean_stats.late == 0
-    reason = "record dated more than 86400 s after the source's latest record (dropped)"
+    reason = "record dated more than 86400 s after the source's latest record, with the next record back (dropped)"
     assert summary["skipped_reasons"] == {reason: 1} and summary["future_records"] == stats.future
     assert summary["detector_counters"] == {"ddos": {"bad_rows": 0, "stale_ticks": 0, "untracked": 0, "evictions": 0}}
     unguarded, loose, _ = replay_attacks(
         tmp_path / "dated.pcap", EngineConfig(tick_s=1.0, lateness_s=5.0, max_future_s=0)
     )
     assert unguarded != clean and loose.late > len(offsets) // 3 and not loose.future
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 1000])
+def test_a_source_that_really_jumps_keeps_everything(batch_size: int) -> None:
+    """Two days without records, then the source goes on (a collector down, archives days apart): a jump,
+    not an outlier — every record is kept, whatever the batching.  A lone outlier between them is dropped,
+    including when it is the last row of a batch (it waits for the next), and a last record of all is kept."""
+    day = 86400 * US
+    base = 1_400_000_000 * US
+    times = [base, base + US, base + 2 * day, base + 2 * day + US, base + 2 * day + 2 * US, base + 9 * day]
+    outlier = base + 2 * day + 3 * US + 80 * 365 * day  # then back to the new time
+    times[5:5] = [outlier, base + 2 * day + 4 * US]
+    flows = synthetic_flows(len(times), seed=2, disorder_s=0)
+    flows = flows.set_column(0, FLOW_SCHEMA.field("ts"), pa.array(times, pa.timestamp("us", tz="UTC")))
+    rows, engine = run([flows], batch_size)
+    assert engine.stats.future == {"part0": 1}
+    kept = sorted(t // US for t in times if t != outlier)
+    assert [r["start"] // US for r in rows] == kept  # one tick each: every record but the outlier
 
 
 def test_a_live_record_ahead_of_the_wall_clock_is_dropped() -> None:

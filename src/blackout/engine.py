@@ -21,13 +21,14 @@ Future guard: one record dated far ahead (a broken clock, a corrupt header)
 would drag its source's frontier, hence the watermark, with it, release every
 tick up to that date and make every later record late.  Such a record is
 dropped before it moves anything and counted per source in ``future`` (and in
-the run's ErrorLog when one is given).  "Far ahead" is ``max_future_s`` past
-the latest record the source had yielded (replay: sequential within the
-source, so it does not depend on batching; a source's very first record is
-its reference), or ``max_future_live_s`` past the wall clock for a live
-source (one with a heartbeat).  The price: one file whose records really jump
-further than that (a collector down for days) loses what follows the jump,
-counted; split such a file or raise ``max_future_s`` (0 turns the guard off).
+the run's ErrorLog when one is given).  On replay a record is such an outlier
+when it lies more than ``max_future_s`` past the latest record its source kept
+*and the record after it falls back* below that horizon; when the next record
+lies beyond too, the source really jumped (a collector down for days, archives
+months apart) and both are kept.  The decision is sequential within the source
+and a batch's last suspect waits for the next batch, so batching cannot change
+it; a last record of all is kept.  A live source (one with a heartbeat) drops
+records more than ``max_future_live_s`` past the wall clock.  0 turns either off.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ class _Stream:
         self.frontier = _UNSEEN  # furthest event time seen, µs
         self.done = False
         self.pending: list[pa.RecordBatch] = []
+        self.suspect: pa.RecordBatch | None = None  # a last row far ahead, judged by the next batch
 
 
 class Engine:
@@ -175,18 +177,30 @@ class Engine:
     def _pull(self, stream: _Stream) -> None:
         batch = next(stream.it, None)
         if batch is None:
+            if stream.suspect is not None:  # nothing came after it: a jump, not an outlier
+                batch, stream.suspect = stream.suspect, None
+                self._keep(stream, batch, batch.column("ts").cast(pa.int64()).to_numpy(zero_copy_only=False))
             stream.done = True
             return
         if batch.num_rows == 0:
             if stream.source.heartbeat is not None:
                 stream.frontier = max(stream.frontier, stream.source.heartbeat())
             return
+        if stream.suspect is not None:
+            batch = pa.concat_batches([stream.suspect, batch])
+            stream.suspect = None
         ts = batch.column("ts").cast(pa.int64()).to_numpy(zero_copy_only=False)
         future = self._future(stream, ts)
         if future is not None:
-            batch, ts = batch.filter(pa.array(~future)), ts[~future]
+            if future[-1] == _SUSPECT:
+                stream.suspect = batch.slice(batch.num_rows - 1)
+            keep = future == 0
+            batch, ts = batch.filter(pa.array(keep)), ts[keep]
             if batch.num_rows == 0:
                 return
+        self._keep(stream, batch, ts)
+
+    def _keep(self, stream: _Stream, batch: pa.RecordBatch, ts: np.ndarray) -> None:
         if self.on_batch is not None:
             self.on_batch(stream.source, batch)
         stream.frontier = max(stream.frontier, int(ts.max()))
@@ -194,24 +208,25 @@ class Engine:
         self.stats.records[stream.source.kind.value] += batch.num_rows
 
     def _future(self, stream: _Stream, ts: np.ndarray) -> np.ndarray | None:
-        """Mask of the batch's records dated too far ahead (None when there are none); counts them."""
+        """Per record 0 (keep), _DROP (far ahead, counted) or _SUSPECT (last row, judged later); None: all kept."""
         live = stream.source.heartbeat is not None
         horizon_s = self.config.max_future_live_s if live else self.config.max_future_s
         if horizon_s <= 0:
             return None
         horizon = round(horizon_s * US)
         if live:
-            future = ts > time.time_ns() // 1000 + horizon
+            future = np.where(ts > time.time_ns() // 1000 + horizon, _DROP, 0).astype(np.int8)
         else:
-            future = _ahead_of_running_max(ts, stream.frontier, horizon, _UNSEEN)
-        n = int(future.sum())
-        if not n:
+            future = _outliers_ahead(ts, stream.frontier, horizon, _UNSEEN)
+        if not future.any():
             return None
-        name = stream.source.name
-        self.stats.future[name] = self.stats.future.get(name, 0) + n
-        if self.errors is not None:
-            since = "the wall clock" if live else "the source's latest record"
-            self.errors.add(name, f"record dated more than {horizon_s:g} s after {since} (dropped)", n=n)
+        n = int((future == _DROP).sum())
+        if n:
+            name = stream.source.name
+            self.stats.future[name] = self.stats.future.get(name, 0) + n
+            if self.errors is not None:
+                since = "the wall clock" if live else "the source's latest record, with the next record back"
+                self.errors.add(name, f"record dated more than {horizon_s:g} s after {since} (dropped)", n=n)
         return future
 
     def _watermark(self, streams: list[_Stream]) -> int | None:
@@ -327,15 +342,24 @@ def _in_order(ts: np.ndarray) -> bool:
     return bool(len(ts) < 2 or (ts[1:] >= ts[:-1]).all())
 
 
+_DROP, _SUSPECT = 1, 2
+
+
 @njit(cache=True)
-def _ahead_of_running_max(ts: np.ndarray, start: int, horizon: int, unseen: int) -> np.ndarray:
-    """Records more than `horizon` past the latest record kept before them (sequential, so batching
-    cannot change the answer); a dropped record does not become the reference."""
-    out = np.zeros(len(ts), np.bool_)
+def _outliers_ahead(ts: np.ndarray, start: int, horizon: int, unseen: int) -> np.ndarray:
+    """_DROP for a record more than `horizon` past the latest record kept before it whose next record
+    falls back below that horizon; a next record beyond too means the source jumped (both kept).  The
+    last row, when ahead, is _SUSPECT: the caller holds it for the next batch (batching-independent)."""
+    out = np.zeros(len(ts), np.int8)
     top = start
     for i in range(len(ts)):
         if top != unseen and ts[i] > top + horizon:
-            out[i] = True
+            if i + 1 == len(ts):
+                out[i] = _SUSPECT
+            elif ts[i + 1] > top + horizon:
+                top = ts[i]
+            else:
+                out[i] = _DROP
         elif ts[i] > top:
             top = ts[i]
     return out
