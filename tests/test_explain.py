@@ -12,15 +12,20 @@ from typing import Any
 
 import pyarrow as pa
 
+from blackout.config import Config
+from blackout.detect.ddos import DdosDetector
+from blackout.detect.ddos_config import DdosConfig
 from blackout.detect.outage import OutageConfig, OutageDetector
 from blackout.detect.routing_tracker import RoutingTracker
 from blackout.engine import Engine, EngineConfig, Source
 from blackout.enrich.country import Delegations
 from blackout.enrich.enricher import RoutingEnricher
 from blackout.enrich.routing import RoutingState
-from blackout.explain.attributor import Attributor
+from blackout.events import dumps
+from blackout.explain.attributor import AttackTap, Attributor
 from blackout.model import ElemType, Kind
 from conftest import DATA
+from test_ddos import LOW, SYNFLOOD, pcap_flows, run
 from test_outage import kp_rows, rib, stamped, us  # the real jinx RIB and its KP rows, as decoded there
 
 APNIC = DATA / "rir" / "delegated-apnic-20141102.txt"
@@ -88,3 +93,22 @@ def test_flapping_the_day_before_is_kept_as_instability() -> None:
     assert [c["cause"] for c in causes] == ["routing_withdrawal", "instability"]
     assert causes[1]["evidence"][0]["value"] == 4.0
     assert summary(last).endswith("after 1 day of instability (4 flaps)")
+
+
+def test_attack_tap_passes_records_through_and_reports_the_inner_counters() -> None:
+    """The tap around the real DDoS detector on the StopDDoS SYN flood plus two copies of its rows with 0 packets:
+    the same attacks as the bare detector on the flood, and the detector's own count of the left-out rows
+    through tap.counters()."""
+    flows = pcap_flows(SYNFLOOD)
+    bad = flows.slice(1000, 2)
+    bad = bad.set_column(
+        bad.schema.get_field_index("packets"), bad.schema.field("packets"), pa.array([0, 0], pa.uint64())
+    )
+    zeroed = pa.concat_tables([flows, bad]).sort_by("ts")
+    inner = DdosDetector(Config.load(overrides=LOW).section("ddos", DdosConfig))
+    tap = AttackTap(inner)
+    got = run(zeroed, detector=tap)  # type: ignore[arg-type]
+    assert dumps(got) == dumps(run(flows, LOW))
+    assert sorted(tap.records) == sorted(r["id"] for r in got)
+    assert tap.counters() == inner.counters() and tap.counters()["bad_rows"] == 2
+    assert AttackTap(RoutingTracker(RoutingState())).counters() == {}  # type: ignore[arg-type]

@@ -68,6 +68,11 @@ class AttackTap:
         """Delegated."""
         self.inner.finish(end_us, close_open)
 
+    def counters(self) -> dict[str, int]:
+        """The inner detector's counted drops ({} when it counts none), so callers need not reach into `.inner`."""
+        counted = getattr(self.inner, "counters", None)
+        return dict(counted()) if callable(counted) else {}
+
     def drain(self) -> dict[str, Any]:
         """The inner detector's events, unchanged; attack records remembered by id."""
         out = self.inner.drain()
