@@ -51,7 +51,7 @@ ATLAS_INTERVAL_S = 240
 HEAVY_BPS = 2e9  # pings are lost (60 %) during attacks this strong: the probes' path is congested too
 HEAVY_LOSS = 0.6
 PEAK_HOLD_S = 120  # the planned peak rate lasts this long: a whole aligned minute lies inside it
-RENDER_VERSION = 2  # bump when the files written for the same plan change (the demo rewrites them)
+RENDER_VERSION = 3  # bump when the files written for the same plan change (the demo rewrites them)
 COLLECTOR = ("192.0.2.2", 6447)  # the route collector's side of each BGP4MP record (a value in the file)
 EXPORTER = ("192.0.2.1", "192.0.2.2")  # IPFIX exporter and collector addresses written in the pcap
 COLLECTOR_NAME = "routeviews.route-views.jinx"  # the bundled RIB's collector
@@ -243,8 +243,7 @@ def _attack_traffic(attack: Any, world: World, rng: np.random.Generator) -> np.n
     start_ms = np.repeat(seconds * 1000, k) + rng.integers(0, 500, n)
     rec["start_ms"] = start_ms
     rec["end_ms"] = np.minimum(start_ms + rng.integers(0, 500, n), np.repeat(seconds * 1000 + 999, k))
-    rec["packets"] = _split(per_second_packets, k)
-    rec["bytes"] = _split(per_second_bytes, k)
+    rec["packets"], rec["bytes"] = _split(per_second_packets, per_second_bytes, k)
     main = world.addresses(rng, attack.main_country, max(1, attack.sources * 55 // 100))
     others = np.concatenate(
         [
@@ -267,16 +266,19 @@ def _attack_traffic(attack: Any, world: World, rng: np.random.Generator) -> np.n
     rec["proto"] = 6 if attack.vector == "syn_flood" else 17
     rec["flags"] = 0x02 if attack.vector == "syn_flood" else 0
     rec["ttl"] = rng.integers(30, 120, n)
-    return rec
+    return rec[rec["packets"] > 0]  # dropped after every draw, so the later attacks' draws stay the same
 
 
-def _split(per_second: np.ndarray, k: int) -> np.ndarray:
-    """Split each second's total into k integer parts that add up to its rounded total."""
-    totals = np.round(per_second).astype(np.int64)
-    base = totals // k
-    parts = np.repeat(base, k).reshape(-1, k)
-    parts[:, 0] += totals - base * k
-    return parts.ravel()
+def _split(per_second_packets: np.ndarray, per_second_bytes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each second's rounded packet total spread over k records as evenly as integers go, and its bytes in
+    proportion (a record's bytes per packet is its second's).  A second with fewer than k sampled packets
+    leaves some records at 0 packets and 0 bytes: no exporter sends those, so the caller drops them."""
+    packets = np.round(per_second_packets).astype(np.int64)[:, None]
+    total_bytes = np.round(per_second_bytes).astype(np.int64)[:, None]
+    packet_parts = packets // k + (np.arange(k) < packets % k)
+    byte_parts = total_bytes * packet_parts // np.maximum(packets, 1)
+    byte_parts[:, 0] += total_bytes[:, 0] - byte_parts.sum(axis=1)  # the rounding; part 0 has the most packets
+    return packet_parts.ravel(), byte_parts.ravel()
 
 
 # ------------------------------------------------------------------ probes
