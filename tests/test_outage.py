@@ -393,27 +393,29 @@ def test_thin_traffic_stopping_alone_is_no_outage(method: str) -> None:
 # ------------------------------------------------------------------------------------- IODA arithmetic
 
 
-def test_drop_is_iodas_formula() -> None:
-    # drop = |history - value| / max(history, value) x 100
-    assert ioda.drop_pct(4, 0) == 100.0
-    assert ioda.drop_pct(200, 150) == 25.0
-    assert ioda.drop_pct(100, 125) == 20.0  # a rise measured against the larger value
-    assert ioda.drop_pct(0, 0) == 0.0
-    assert ioda.score([100, 100, 50], 5) == 1250.0  # Σ drop x minutes
+def judged(rule: ioda.Rule, values: list[float], history: float = 1.0, inclusive: bool = False) -> ioda.Step:
+    """One row per value, each judged by the tracker's own step after one bin of `history` (no warm-up)."""
+    tr = ioda.Tracker(rule, 60, warmup_s=0, inclusive=inclusive)
+    tr.grow(len(values))
+    tr.step(0, np.full(len(values), history))
+    return tr.step(1, np.array(values))
 
 
 def test_thresholds_are_iodas() -> None:
     bgp, probing, traffic = ioda.RULES["bgp"], ioda.RULES["probing"], ioda.RULES["traffic"]
     assert (bgp.window_s, probing.window_s, traffic.window_s) == (86_400, 604_800, 604_800)
-    assert ioda.levels(np.array([1.0, 0.99, 0.989, 0.5, 0.49]), bgp).tolist() == [0, 0, 1, 1, 2]
-    assert ioda.levels(np.array([0.8, 0.79, 0.5, 0.49]), probing).tolist() == [0, 1, 1, 2]
-    assert ioda.levels(np.array([0.25, 0.2, 0.1, 0.09, np.nan]), traffic).tolist() == [0, 1, 1, 2, 0]
+    # value / history below warning: warning; below critical: critical; a missing value keeps "normal"
+    assert judged(bgp, [1.0, 0.99, 0.989, 0.5, 0.49]).level.tolist() == [0, 0, 1, 1, 2]
+    assert judged(probing, [0.8, 0.79, 0.5, 0.49]).level.tolist() == [0, 1, 1, 2]
+    assert judged(traffic, [0.25, 0.2, 0.1, 0.09, np.nan]).level.tolist() == [0, 1, 1, 2, 0]
+    # the fast method's inclusive threshold: at half the level is an alert
+    assert judged(ioda.Rule(3600, 0.5, 0.5), [0.5, 0.51], inclusive=True).level.tolist() == [2, 0]
 
 
-def test_squash_and_events() -> None:
-    series = [0, 0, 1, 1, 2, 2, 0, 0, 2, 1]
-    assert ioda.squash(series) == [(2, 1), (4, 2), (6, 0), (8, 2), (9, 1)]
-    assert ioda.events(series) == [(2, 6), (8, None)]
+def test_drop_is_iodas_formula() -> None:
+    # drop = |history - value| / max(history, value) x 100, where the value fell below the history
+    assert judged(ioda.RULES["bgp"], [0.0, 150.0, 200.0, 250.0], history=200.0).drop.tolist() == [100, 25, 0, 0]
+    assert judged(ioda.RULES["bgp"], [0.0], history=0.0).drop.tolist() == [0]
 
 
 def test_tracker_warm_up_inpainting_and_new_normal() -> None:

@@ -1,4 +1,4 @@
-"""IODA's alert rule, vectorised over many time series at once, plus its event arithmetic.
+"""IODA's alert rule, stepped over many time series at once.
 
 IODA (CAIDA / Georgia Tech) compares each new value of a signal with the
 median of a sliding window of its history: ratio = value ÷ median.  Windows
@@ -10,7 +10,9 @@ median) goes into the history instead of the real one, for at most 7 days;
 after that the real values go in and the change becomes the new normal.
 Alerts are squashed to transitions, an event runs from the first non-normal
 alert to the next normal one, and its score is the "alert area":
-Σ drop × minutes with drop = |history − value| / max(history, value) × 100.
+Σ drop × minutes with drop = |history − value| / max(history, value) × 100
+(:mod:`.outage` keeps the transitions, events and areas; a drop here is the
+fall below the history, 0 for a rise).
 
 :class:`Tracker` runs that rule for every row (entity) of one signal in one
 step per bin: ring buffers of shape (rows, window bins) beside the same windows
@@ -53,58 +55,6 @@ RULES: dict[str, Rule] = {
 WARMUP_S = 3600.0
 INPAINT_LOW, INPAINT_HIGH = 0.8, 2.0
 INPAINT_MAX_S = 7 * DAY_S
-
-
-def drop_pct(history: np.ndarray | float, value: np.ndarray | float) -> np.ndarray:
-    """IODA's drop: |history − value| / max(history, value) × 100 (0 where both are 0)."""
-    h = np.asarray(history, dtype=np.float64)
-    v = np.asarray(value, dtype=np.float64)
-    top = np.maximum(h, v)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.abs(h - v) / top * 100.0
-    return np.where(top > 0, out, 0.0)
-
-
-def levels(ratio: np.ndarray, rule: Rule, inclusive: bool = False) -> np.ndarray:
-    """Alert level of each ratio (NaN ratios are normal); ``inclusive`` makes "≤" of IODA's "<"."""
-    r = np.asarray(ratio, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        if inclusive:
-            crit, warn = r <= rule.critical, r <= rule.warning
-        else:
-            crit, warn = r < rule.critical, r < rule.warning
-    return np.where(crit, CRITICAL, np.where(warn, WARNING, NORMAL)).astype(np.int8)
-
-
-def squash(series: list[int] | np.ndarray) -> list[tuple[int, int]]:
-    """Alerts squashed to transitions: (index, level) wherever the level changes (first non-normal included)."""
-    out: list[tuple[int, int]] = []
-    prev = NORMAL
-    for i, lvl in enumerate(np.asarray(series).tolist()):
-        if lvl != prev:
-            out.append((i, int(lvl)))
-            prev = lvl
-    return out
-
-
-def events(series: list[int] | np.ndarray) -> list[tuple[int, int | None]]:
-    """Events as (first non-normal index, index of the next normal or None while still open)."""
-    out: list[tuple[int, int | None]] = []
-    start: int | None = None
-    for i, lvl in squash(series):
-        if lvl != NORMAL and start is None:
-            start = i
-        elif lvl == NORMAL and start is not None:
-            out.append((start, i))
-            start = None
-    if start is not None:
-        out.append((start, None))
-    return out
-
-
-def score(drops: np.ndarray | list[float], minutes_per_point: float) -> float:
-    """The alert area: Σ drop (%) × minutes."""
-    return float(np.sum(np.asarray(drops, dtype=np.float64)) * minutes_per_point)
 
 
 @dataclasses.dataclass
@@ -270,7 +220,7 @@ def _step_rows(
             n = count[r]
             median[r] = (np.float64(srt[r, max((n - 1) // 2, 0)]) + np.float64(srt[r, n // 2])) / 2.0 if n else np.nan
         ring[r, pos] = pushed
-        drop[r] = (h - x) / h * 100.0 if (have and x < h and h > 0) else 0.0  # drop_pct where value < history
+        drop[r] = (h - x) / h * 100.0 if (have and x < h and h > 0) else 0.0  # IODA's drop where value < history
 
 
 @njit(cache=True)
