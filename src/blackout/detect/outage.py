@@ -373,9 +373,9 @@ class OutageDetector:
                 pa.table(
                     [
                         pa.array(ts).cast(TIME),
-                        pa.array([etype] * n, pa.string()),
+                        pa.repeat(pa.scalar(etype, pa.string()), n),
                         registry.labels(rows),
-                        pa.array([signal] * n, pa.string()),
+                        pa.repeat(pa.scalar(signal, pa.string()), n),
                         pa.array(np.concatenate([p[2] for p in parts])),
                     ],
                     schema=SIGNAL_SCHEMA,

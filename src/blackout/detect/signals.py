@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..addr import as_matrix, from_matrix, from_v4_u32, is_v4, v4_to_u32
+from ..addr import from_matrix, from_v4_u32, is_v4, v4_to_u32, words
 from ..enrich.base import Enricher
 from ..enrich.routing import RoutingState
 from ..enrich.visibility import V4Ranges, in_ranges
@@ -238,9 +238,8 @@ class SignalComputer:
         nbytes = flows.column("bytes").to_numpy().astype(np.float64) * rate
         packets = flows.column("packets").to_numpy().astype(np.float64) * rate
         for side, col in SIDES:
-            ident = np.ascontiguousarray(as_matrix(flows.column(col))).view(">u8").reshape(-1, 2).astype(np.uint64)
             parts = self.traffic[side]
-            parts.append(sum_by_address(ident[:, 0], ident[:, 1], nbytes, packets))
+            parts.append(sum_by_address(*words(flows.column(col)), nbytes, packets))
             # merge the parts once they hold more than the merged part: amortised, and a bin's memory
             # is its distinct addresses, not its flows
             if sum(len(part[0]) for part in parts) > 2 * self._folded[side] + 65536:
