@@ -202,5 +202,5 @@ def gbps(bps: float) -> str:
 
 
 def plural(n: int, word: str) -> str:
-    """1 day, 4 days."""
-    return f"{n} {word}" + ("" if n == 1 else "s")
+    """1 day, 4 days, 2 prefixes."""
+    return f"{n} {word}" + ("" if n == 1 else "es" if word.endswith(("s", "x")) else "s")

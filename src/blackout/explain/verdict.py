@@ -183,7 +183,7 @@ def _routing(
     before = upstream_before(hist.changes, up, start - 2 * int(cfg.bin_s * US)) if up else -1
     during = int(wd["upstream_visible"])
     lost = up and before > 0 and during >= 0 and during < (1 - cfg.upstream_lost) * before
-    what = f"{owner}'s {plural(len(prefixes), 'prefix').replace('prefixs', 'prefixes')}"
+    what = f"{owner}'s {plural(len(prefixes), 'prefix')}"
     evidence = [
         _ev(
             "routes",
