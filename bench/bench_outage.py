@@ -248,8 +248,7 @@ def flag_delay(rib: pa.Table, countries: Delegations, method: str, bin_s: float,
     bin_us = round(bin_s * US)
     t0 = int(rib["ts"].cast(pa.int64())[0].as_py()) // bin_us * bin_us
     lost = t0 + 7200 * US + round(offset_s * US)
-    ip = np.frombuffer(rib["prefix"].combine_chunks().buffers()[1], np.uint8).reshape(-1, 16)[:, 12:]
-    start = ip.copy().view(">u4").ravel().astype(np.int64)
+    start = addr.v4_to_u32(rib["prefix"]).astype(np.int64)
     kp = rib.filter(pa.array((start >= KP_LO) & (start < KP_HI)))
     cols = {f.name: kp[f.name] for f in ROUTE_SCHEMA}
     cols["ts"] = pa.array(np.full(kp.num_rows, lost, np.int64)).cast(TIME)
