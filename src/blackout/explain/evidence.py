@@ -118,22 +118,21 @@ def upstream_before(changes: list[RouteChange], upstream: int, before_us: int) -
     return next((s for s in reversed(seen) if s >= 0), -1)
 
 
-def _in_prefix(target: str, prefix: str) -> bool:
+def matches(attack: dict[str, Any], etype: str, entity: str) -> bool:
+    """Whether an attack's target belongs to the entity (country, origin AS or inside the prefix)."""
+    if etype == "country":
+        return attack.get("target_country") == entity
+    if etype == "asn":
+        return str(attack.get("target_asn")) == entity
     try:
-        return ipaddress.ip_address(target) in ipaddress.ip_network(prefix, strict=False)
+        return ipaddress.ip_address(attack["target"]) in ipaddress.ip_network(entity, strict=False)
     except ValueError:
         return False
 
 
 def entity_attacks(attacks: list[dict[str, Any]], etype: str, entity: str) -> list[dict[str, Any]]:
-    """Attacks whose target belongs to the entity (country, origin AS or inside the prefix), by start."""
-    if etype == "country":
-        hit = [a for a in attacks if a.get("target_country") == entity]
-    elif etype == "asn":
-        hit = [a for a in attacks if str(a.get("target_asn")) == entity]
-    else:
-        hit = [a for a in attacks if _in_prefix(str(a.get("target")), entity)]
-    return sorted(hit, key=lambda a: (a["start"], a["target"]))
+    """The entity's attacks (:func:`matches`), by start."""
+    return sorted((a for a in attacks if matches(a, etype, entity)), key=lambda a: (a["start"], a["target"]))
 
 
 def campaign(attacks: list[dict[str, Any]], start_us: int, recent_us: int, gap_us: int) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..events import iso
-from .evidence import gbps
+from .evidence import gbps, matches
 
 US = 1_000_000
 ISO_CODES = "/usr/share/iso-codes/json/iso_3166-1.json"
@@ -87,18 +87,6 @@ def load_names(path: str | None) -> dict[str, str]:
 def _us(text: str | None) -> int:
     assert text is not None
     return int(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * US)
-
-
-def matches(attack: dict[str, Any], etype: str, entity: str) -> bool:
-    """Whether an attack's target belongs to the entity."""
-    if etype == "country":
-        return attack.get("target_country") == entity
-    if etype == "asn":
-        return str(attack.get("target_asn")) == entity
-    try:
-        return ipaddress.ip_address(attack["target"]) in ipaddress.ip_network(entity, strict=False)
-    except ValueError:
-        return False
 
 
 def build(
