@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -252,3 +253,45 @@ def test_a_live_record_ahead_of_the_wall_clock_is_dropped() -> None:
     rows, engine = run_sources([Source("udp", Kind.FLOW, [batch], heartbeat=lambda: time.time_ns() // 1000)])
     assert engine.stats.future == {"udp": 1}
     assert sum(r["total_packets"] for r in rows) == 1
+
+
+# ------------------------------------------------------------- live watermark
+def live_export(
+    clock: list[int], ledger: TickLedger, behind: list[float], idle_at: int | None
+) -> Iterator[pa.RecordBatch]:
+    """A busy exporter whose records are dated 40 s behind the clock (a flow is exported long after it
+    began: 34-45 s in the soak's softflowd datagram), 20 a batch, the clock moving 1 s a batch; at idle_at
+    one quiet moment (an empty batch, as UdpCollector yields when nothing came for flush_s).  Before each
+    batch it notes in `behind` how far the engine's released time lags the clock."""
+    steps = 50
+    flows = synthetic_flows(steps * 20, seed=9, disorder_s=0)
+    dates = np.arange(steps * 20) // 20 * US + (clock[0] - 40 * US)
+    flows = flows.set_column(0, FLOW_SCHEMA.field("ts"), pa.array(dates, pa.timestamp("us", tz="UTC")))
+    for i, batch in enumerate(flows.to_batches(20)):
+        if i == idle_at:
+            yield pa.RecordBatch.from_pylist([], FLOW_SCHEMA)
+        behind.append((clock[0] - ledger.last_advance) / US)
+        yield batch
+        clock[0] += US
+
+
+def run_live(idle_at: int | None) -> tuple[list[dict[str, Any]], list[float], Engine]:
+    clock = [1_700_000_000 * US]
+    ledger, behind = TickLedger(), list[float]()
+    engine = Engine([ledger], None, EngineConfig(tick_s=1.0, lateness_s=60.0))
+    source = Source("udp", Kind.FLOW, live_export(clock, ledger, behind, idle_at), heartbeat=lambda: clock[0])
+    engine.run([source])
+    return ledger.rows, behind, engine
+
+
+def test_a_live_source_releases_ticks_by_its_clock_busy_or_idle() -> None:
+    """A live source's event time is its heartbeat whether or not its last batch was empty.  It was the
+    heartbeat only after an empty batch and the records' own time otherwise, so one quiet moment moved
+    the watermark to the clock, 40 s ahead of the records, and while datagrams kept coming no tick was
+    released until their dates caught up (the soak's 15-33 s stalls).  Now the released time follows the
+    clock at lateness_s (60 s) plus at most a tick, and the ticks are the same with or without the pause."""
+    steady, behind_steady, engine = run_live(None)
+    paused, behind_paused, _ = run_live(10)
+    assert engine.stats.late == 0 and sum(r["total_packets"] for r in steady) == 50 * 20
+    assert max(behind_steady[1:]) <= 61 and max(behind_paused[1:]) <= 61
+    assert [events.dumps(r) for r in paused] == [events.dumps(r) for r in steady]
