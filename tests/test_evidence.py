@@ -6,10 +6,15 @@ turned a 3.2 s replay into 35.6 s); the history must come out the same as a plai
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import ipaddress
+from collections import defaultdict
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from blackout import addr
 from blackout.detect.outage import OutageConfig, OutageDetector
@@ -21,7 +26,7 @@ from blackout.enrich.routing import RoutingState
 from blackout.explain.attributor import Attributor
 from blackout.model import ElemType, Kind
 from conftest import DATA
-from test_outage import rib
+from test_outage import flows_table, kp_rows, rib, stamped, us
 
 APNIC = DATA / "rir" / "delegated-apnic-20141102.txt"
 
@@ -62,3 +67,38 @@ def test_watching_a_country_over_the_jinx_rib_keeps_every_route_once() -> None:
     expect = [f"{ipaddress.IPv4Address(n)}/{ln}" in paths for n, ln in zip(nets, lens, strict=True)]
     assert mask.tolist() == expect
     assert 0 < sum(expect) < len(expect)
+
+
+def test_the_attributor_keeps_the_series_of_the_watched_entities_only() -> None:
+    """With every AS and country judged, the attributor's traffic-in and BGP series are those of the drained
+    signal rows of its watched entities, read in plain Python, and nothing of the thousands of others."""
+    t0, down = us("2014-12-22T12:59:00Z"), us("2014-12-22T13:15:00Z")
+    routes = pa.concat_tables([stamped(rib(), t0), stamped(kp_rows(), down, ElemType.WITHDRAW)])
+    flows = flows_table("2014-12-22T13:00:00Z", 0.5, ("2014-12-22T13:15:00Z", "2014-12-22T13:30:00Z"))
+    flows = flows.set_column(flows.schema.get_field_index("dst_addr"), "dst_addr", flows["src_addr"])  # toward them
+    watch = ["country:KP", "asn:131279", "prefix:175.45.176.0/22", "asn:15169"]
+    state = RoutingState()
+    enricher = RoutingEnricher(state, Delegations.load([APNIC]))
+    outage = OutageDetector(OutageConfig(watch=watch, all_entities=True, method="fast"), state, enricher)
+    attributor = Attributor(outage, None, enricher)
+    sunk: list[dict[str, Any]] = []
+    sources = [
+        Source("routes", Kind.ROUTE, routes.to_batches(max_chunksize=1 << 16)),
+        Source("flows", Kind.FLOW, flows.to_batches(max_chunksize=4096)),
+    ]
+    Engine([RoutingTracker(state), attributor], sunk.append, EngineConfig(tick_s=60)).run(sources)
+
+    table = pa.concat_tables([b["signals"] for b in sunk if "signals" in b])
+    assert len(pc.unique(table["entity"])) > 1000  # every AS of the table was judged
+    pairs = [w.split(":", 1) for w in watch]
+    mine = [pc.and_(pc.equal(table["entity_type"], etype), pc.equal(table["entity"], name)) for etype, name in pairs]
+    expect: dict[str, dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
+    for row in table.filter(functools.reduce(pc.or_, mine)).to_pylist():
+        label = f"{row['entity_type']}:{row['entity']}"
+        if label in watch and row["signal"] in ("traffic_in_bytes", "bgp"):
+            ts = row["ts"].replace(tzinfo=dt.UTC) if row["ts"].tzinfo is None else row["ts"]
+            expect[label][row["signal"]].append((int(ts.timestamp()) * 1_000_000, row["value"]))
+    assert {label: dict(attributor.history[label].series) for label in watch} == {
+        label: dict(expect[label]) for label in watch
+    }
+    assert all(expect[label]["traffic_in_bytes"] and expect[label]["bgp"] for label in ("asn:131279", "asn:15169"))

@@ -223,18 +223,18 @@ class Attributor:
         return hit
 
     def _keep_signals(self, signals: pa.Table) -> None:
-        want = pc.is_in(signals.column("signal"), pa.array(["traffic_in_bytes", "bgp"]))
-        part = signals.filter(want)
-        if part.num_rows == 0:
+        """The watched entities' traffic-in and BGP values (with all_entities the table holds every AS:
+        the others are filtered out before any per-row Python)."""
+        label = pc.binary_join_element_wise(signals.column("entity_type"), signals.column("entity"), ":")
+        want = pc.and_(
+            pc.is_in(signals.column("signal"), pa.array(["traffic_in_bytes", "bgp"])),
+            pc.is_in(label, pa.array(list(self.history), pa.string())),
+        )
+        keys = label.filter(want).to_pylist()
+        if not keys:
             return
+        part = signals.filter(want)
         ts = part.column("ts").cast(pa.int64()).to_numpy()
         vals = part.column("value").to_numpy()
-        keys = [
-            f"{t}:{e}"
-            for t, e in zip(part.column("entity_type").to_pylist(), part.column("entity").to_pylist(), strict=True)
-        ]
-        names = part.column("signal").to_pylist()
-        for i, (label, sig) in enumerate(zip(keys, names, strict=True)):
-            hist = self.history.get(label)
-            if hist is not None:
-                hist.series.setdefault(sig, []).append((int(ts[i]), float(vals[i])))
+        for i, (key, sig) in enumerate(zip(keys, part.column("signal").to_pylist(), strict=True)):
+            self.history[key].series.setdefault(sig, []).append((int(ts[i]), float(vals[i])))
