@@ -191,7 +191,7 @@ class Engine:
         if batch is None:
             if stream.suspect is not None:  # nothing came after it: a jump, not an outlier
                 batch, stream.suspect = stream.suspect, None
-                self._keep(stream, batch, batch.column("ts").cast(pa.int64()).to_numpy(zero_copy_only=False))
+                self._keep(stream, batch, _times_us(batch))
             stream.done = True
             return
         if batch.num_rows == 0:
@@ -199,7 +199,7 @@ class Engine:
         if stream.suspect is not None:
             batch = pa.concat_batches([stream.suspect, batch])
             stream.suspect = None
-        ts = batch.column("ts").cast(pa.int64()).to_numpy(zero_copy_only=False)
+        ts = _times_us(batch)
         future = self._future(stream, ts)
         if future is not None:
             if future[-1] == _SUSPECT:
@@ -318,7 +318,7 @@ class Engine:
 
     def _tick_ids(self, table: pa.Table) -> np.ndarray:
         """Tick number of each row; rows later than the lateness bound join the first open tick."""
-        ts = table.column("ts").cast(pa.int64()).to_numpy()
+        ts = _times_us(table)
         ids = ts // self.tick_us
         if self.released_us is not None and len(ids):
             floor = self.released_us // self.tick_us
@@ -343,6 +343,11 @@ class Engine:
                 self.stats.events[table] = self.stats.events.get(table, 0) + len(rows)
             if self.sink is not None:
                 self.sink(events)
+
+
+def _times_us(rows: pa.RecordBatch | pa.Table) -> np.ndarray:
+    """The rows' timestamps as int64 µs."""
+    return rows.column("ts").cast(pa.int64()).to_numpy(zero_copy_only=False)
 
 
 def _in_order(ts: np.ndarray) -> bool:
