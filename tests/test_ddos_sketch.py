@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from blackout.detect.sketch import SparseCounter, dense_codes, fold_by_owner
+from blackout.detect.tick_columns import group_exact, radix_argsort
 
 
 @pytest.mark.parametrize("high", [1 << 16, 1 << 40], ids=["small-keys", "large-keys"])
@@ -56,3 +57,28 @@ def test_batched_fold_into_many_counters_matches_python(high: int) -> None:
     capped = lazy[owners]
     assert capped.keys.tolist() == eager.keys.tolist() and not capped.exact
     assert capped.sums.tolist() == eager.sums.tolist() and capped.distinct() == eager.distinct()
+
+
+def test_exact_grouping_and_radix_sort_match_python() -> None:
+    """group_exact (hash table over rows) numbers the distinct (hi, lo, tag) triples as a dict would, ordered
+    by key, even when different triples share a key (a forced 64-bit collision); radix_argsort is a stable
+    argsort (ties by position), checked against sorted()."""
+    rng = np.random.default_rng(7)
+    n = 20000
+    v4 = np.uint64(0xFFFF00000000) + rng.integers(0, 3000, n).astype(np.uint64)  # IPv4-mapped: key = low word
+    hi = np.where(np.arange(n) % 3 == 0, rng.integers(1, 4, n).astype(np.uint64), np.uint64(0))
+    lo = np.where(hi == 0, v4, rng.integers(0, 5, n).astype(np.uint64))
+    tag = rng.integers(0, 2, n).astype(np.uint8)
+    keys = np.where(hi == 0, lo, np.uint64(1 << 63) | (lo % np.uint64(2)))  # hashed keys that collide a lot
+    tag[hi == 0] = 0  # a key below 2^63 stands for its address alone
+    uniq, first, inv = group_exact(keys, hi, lo, tag)
+    triples = list(zip(hi.tolist(), lo.tolist(), tag.tolist(), strict=True))
+    groups: dict[tuple[int, int, int], int] = {}
+    for t in triples:
+        groups.setdefault(t, len(groups))
+    assert len(uniq) == len(first) == len(groups)
+    assert uniq.tolist() == sorted(uniq.tolist())
+    assert [triples[int(f)] for f in first[inv]] == triples  # every row lands in its own triple's group
+    assert len({triples[int(f)] for f in first}) == len(groups)
+    for data in (keys, rng.integers(0, 1 << 63, 5000).astype(np.uint64), np.zeros(0, np.uint64)):
+        assert radix_argsort(data).tolist() == sorted(range(len(data)), key=lambda i: (int(data[i]), i))

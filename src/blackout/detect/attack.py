@@ -21,6 +21,7 @@ from . import spoofing
 from .reflection import PortReflections, candidates
 from .roles import role_of
 from .sketch import SparseCounter, address_keys, dense_codes, fold_by_owner, group_keys, smallest_distinct
+from .tick_columns import TickColumns
 from .vectors import DIRECT_PORTED, FALLBACK, N_VECTORS, REFLECTED, UDP_FLOOD, classify, vector_shares
 
 TOP = 10  # entries kept in top_sources, source_countries, source_asns
@@ -51,29 +52,23 @@ class AttackRows:
     src_first: np.ndarray  # one row of each distinct source
 
     @classmethod
-    def build(cls, flows: pa.Table, rows: np.ndarray, enricher: Enricher, at_us: int) -> AttackRows:
+    def build(cls, cols: TickColumns, rows: np.ndarray, enricher: Enricher, at_us: int) -> AttackRows:
         """Take the rows, classify them and enrich their distinct sources (one lookup for the tick)."""
-        t = flows.take(pa.array(rows, type=pa.int64()))
-        hi, lo = addr.words(t.column("src_addr"))
+        src_addr = cols.table.column("src_addr")
+        hi, lo = addr.words(src_addr.take(pa.array(rows, type=pa.int64())))
         keys = address_keys(hi, lo)
-        rate = np.maximum(t.column("sampling_rate").to_numpy().astype(np.float64), 1.0)
-        raw = t.column("packets").to_numpy().astype(np.float64)
-        src_port = t.column("src_port").to_numpy()
-        dst_port = t.column("dst_port").to_numpy()
-        vec = classify(
-            t.column("protocol").to_numpy(),
-            t.column("tcp_flags").to_numpy(),
-            src_port,
-            dst_port,
-            t.column("fragment").to_numpy(zero_copy_only=False),
-        )
+        rate = cols.rate[rows]
+        raw = cols.packets[rows]
+        src_port = cols.src_port[rows]
+        dst_port = cols.dst_port[rows]
+        vec = classify(cols.protocol[rows], cols.tcp_flags[rows], src_port, dst_port, cols.fragment[rows])
         uniq, first, inv = group_keys(keys)
-        info = enricher.lookup(t.column("src_addr").take(pa.array(first, type=pa.int64())), at_us)
+        info = enricher.lookup(src_addr.take(pa.array(rows[first], type=pa.int64())), at_us)
         routed = np.asarray(info.routed, dtype=bool)
         routing_known = bool(routed.any())
         flag = spoofing.bogon(hi[first], lo[first]) | (routing_known & ~routed)
         packed = _pack_countries(info.country)
-        raw_bytes = t.column("bytes").to_numpy().astype(np.float64)
+        raw_bytes = cols.bytes[rows]
         return cls(
             hi,
             lo,
@@ -85,7 +80,7 @@ class AttackRows:
             src_port,
             dst_port,
             raw_bytes / np.maximum(raw, 1.0),
-            t.column("ttl").to_numpy(),
+            cols.table.column("ttl").to_numpy()[rows],
             rate > 1,
             flag[inv],
             packed[inv],

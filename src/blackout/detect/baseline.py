@@ -22,7 +22,10 @@ counted in ``untracked`` and not watched that tick.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+from numba import njit
 
 from .roles import N_ROLES
 
@@ -92,8 +95,8 @@ class TargetState:
         new = np.flatnonzero(~found)
         if len(new):
             new = new[np.lexsort((keys[new], -weight[new]))]
-            got = self._take(len(new), protect=slots[found])
-            fresh = new[: len(got)]
+            got = np.sort(self._take(len(new), protect=slots[found]))
+            fresh = np.sort(new[: len(got)])  # slots in target order: each tick's pass walks memory in order
             self.untracked += len(new) - len(got)
             self._reset(got, hi[fresh], lo[fresh], tag[fresh], start_us)
             slots[fresh] = got
@@ -160,59 +163,181 @@ class TargetState:
         self.served[slots] = 0.0
         self.asked[slots] = 0.0
 
-    # --------------------------------------------------------- smoothing
-    def smooth(self, slots: np.ndarray, raw: np.ndarray, start_us: int, tick_us: int, average_s: float) -> np.ndarray:
-        """Update and return the smoothed rates of these slots with this tick's raw rates."""
-        if average_s <= 0:
-            new = raw.copy()
-        else:
-            e = float(np.exp(-tick_us / 1e6 / average_s))
-            last = self.ewma_us[slots]
-            skipped = np.where(last < 0, 0, np.maximum((start_us - last) // tick_us - 1, 0))
-            old = self.ewma[slots] * np.power(e, skipped.astype(np.float64))[:, None]
-            new = raw + e * (old - raw)
-        self.ewma[slots] = new
-        self.ewma_us[slots] = start_us
-        return new
+    # ------------------------------------------------- one tick's targets
+    def step(
+        self, slots: np.ndarray, targets: np.ndarray, rates: np.ndarray, rules: TickRules, asked: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Smooth the rates of these slots, check every rule, feed the baselines and the role evidence:
+        (hot, fire, first rule).
 
-    # ---------------------------------------------------------- baseline
-    def normal(self, slots: np.ndarray, start_us: int, tick_us: int, window_s: float, watched_us: int) -> np.ndarray:
-        """Normal pps and bps (mean + 3 std, decayed over the ticks without traffic), before this tick.
-
-        The moments start at 0 when the detector starts (a target not seen yet
-        had no traffic), so they are divided by 1 − exp(−watched / window) to
-        undo that start, as Adam's bias correction does.
+        ``slots[t]`` holds target ``targets[t]`` (an index into the tick's
+        targets, hosts first), ``rates`` the tick's (targets, METRICS); ``asked``:
+        (hosts, N_ROLES) packets of exchanges on service ports toward each host,
+        added to its evidence unless it is under attack or hot (a flood never
+        teaches a role, see :mod:`.roles`).  A target is *hot* when a
+        rule holds on its raw rate, *fires* when one holds on its smoothed rate;
+        the first rule is the index (in the detector's rule names) of the first
+        that fires, -1 for none.  The transcendental factors are computed here
+        with numpy (bit for bit the former per-array formulas); the compiled
+        kernel does the rest in one pass over the targets.
         """
-        zeros = np.maximum((start_us - self.base_us[slots]) // tick_us, 0).astype(np.float64)
-        keep = np.exp(-(tick_us / 1e6) / window_s * zeros)[:, None]
-        self.m1[slots] *= keep
-        self.m2[slots] *= keep
-        self.base_us[slots] = np.maximum(self.base_us[slots], start_us)
-        weight = 1.0 - float(np.exp(-(watched_us / 1e6) / window_s))
-        if weight <= 0:
-            return np.full((len(slots), BASE), np.inf)
-        m1, m2 = self.m1[slots] / weight, self.m2[slots] / weight
-        return m1 + 3.0 * np.sqrt(np.maximum(m2 - m1 * m1, 0.0))
+        start_us, tick_us = rules.start_us, rules.tick_us
+        skipped, zeros = _gaps(slots, self.ewma_us, self.base_us, start_us, tick_us)
+        e, decay = 1.0, np.ones(len(slots))
+        if rules.average_s > 0:  # s decays by e per tick without traffic
+            e = float(np.exp(-tick_us / 1e6 / rules.average_s))
+            some = np.flatnonzero(skipped)
+            decay[some] = np.power(e, skipped[some].astype(np.float64))
+        keep = np.ones(len(slots))  # the moments decay over the ticks without traffic (zeros)
+        some = np.flatnonzero(zeros)
+        keep[some] = np.exp(-(tick_us / 1e6) / rules.window_s * zeros[some].astype(np.float64))
+        weight = 1.0 - float(np.exp(-(rules.watched_us / 1e6) / rules.window_s))
+        alpha = 1.0 - float(np.exp(-(tick_us / 1e6) / rules.window_s))
+        hot = np.zeros(len(slots), dtype=bool)
+        fire = np.zeros(len(slots), dtype=bool)
+        first = np.full(len(slots), -1, dtype=np.int64)
+        _step(
+            slots, targets, rates, rules.is_host, rules.profile, rules.profiles, rules.active, rules.rule_metric,
+            rules.rule_col, rules.smoothed, rules.average_s > 0, e, decay, self.ewma, self.ewma_us,
+            rules.baseline, rules.warm, keep, weight, alpha, rules.factor, rules.floor, rules.base_cols,
+            rules.max_inpaint_us,
+            self.m1, self.m2, self.base_us, self.inpaint_since, self.live, start_us, tick_us, hot, fire, first,
+            asked, self.asked,
+        )  # fmt: skip
+        return hot, fire, first
 
-    def update(
-        self,
-        slots: np.ndarray,
-        values: np.ndarray,
-        inpaint: np.ndarray,
-        start_us: int,
-        tick_us: int,
-        window_s: float,
-        max_inpaint_s: float,
-    ) -> None:
-        """Feed this tick's pps and bps to the baselines (after normal()), except the ticks to inpaint."""
-        since = self.inpaint_since[slots]
-        since = np.where(inpaint & (since < 0), start_us, since)
-        expired = inpaint & (start_us - since >= max_inpaint_s * 1e6)
-        feed = ~inpaint | expired
-        self.inpaint_since[slots] = np.where(feed, -1, since)
-        s = slots[feed]
-        a = 1.0 - float(np.exp(-(tick_us / 1e6) / window_s))
-        x = values[feed]
-        self.m1[s] += a * (x - self.m1[s])
-        self.m2[s] += a * (x * x - self.m2[s])
-        self.base_us[slots] = start_us + tick_us
+
+@dataclasses.dataclass
+class TickRules:
+    """What :meth:`TargetState.step` checks this tick (per target: host or not, threshold profile)."""
+
+    start_us: int
+    tick_us: int
+    is_host: np.ndarray  # bool per target: the baseline rule applies
+    profile: np.ndarray  # int64 per target: row of ``profiles``
+    profiles: np.ndarray  # (profiles, rules) thresholds, inf when off
+    active: np.ndarray  # int64 rules some profile switches on, ascending
+    rule_metric: np.ndarray  # int64 metric of each rule
+    rule_col: np.ndarray  # int64 per active rule: its metric's column among ``smoothed``
+    smoothed: np.ndarray  # int64 metrics whose smoothed rate is kept
+    average_s: float  # smoothing time (0: raw rates)
+    baseline: bool
+    warm: bool  # the baseline rule may fire (warm-up over)
+    window_s: float
+    watched_us: int  # event time the detector has watched
+    factor: float
+    floor: np.ndarray  # (2,) pps and bps floors
+    base_cols: np.ndarray  # (2,) columns of pps and bps among ``smoothed``
+    max_inpaint_us: float
+
+
+@njit(cache=True)
+def _gaps(
+    slots: np.ndarray, ewma_us: np.ndarray, base_us: np.ndarray, start_us: int, tick_us: int
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Ticks without traffic of each slot: since its smoothed rate's last update, and since its baseline's."""
+    skipped = np.zeros(len(slots), dtype=np.int64)
+    zeros = np.zeros(len(slots), dtype=np.int64)
+    for t in range(len(slots)):
+        last = ewma_us[slots[t]]
+        if last >= 0:
+            skipped[t] = max((start_us - last) // tick_us - 1, 0)
+        zeros[t] = max((start_us - base_us[slots[t]]) // tick_us, 0)
+    return skipped, zeros
+
+
+@njit(cache=True)
+def _step(
+    slots: np.ndarray,
+    targets: np.ndarray,
+    raw: np.ndarray,
+    is_host: np.ndarray,
+    profile: np.ndarray,
+    profiles: np.ndarray,
+    active: np.ndarray,
+    rule_metric: np.ndarray,
+    rule_col: np.ndarray,
+    smoothed: np.ndarray,
+    averaged: bool,
+    e: float,
+    decay: np.ndarray,
+    ewma: np.ndarray,
+    ewma_us: np.ndarray,
+    baseline: bool,
+    warm: bool,
+    keep: np.ndarray,
+    weight: float,
+    alpha: float,
+    factor: float,
+    floor: np.ndarray,
+    base_cols: np.ndarray,
+    max_inpaint_us: float,
+    m1: np.ndarray,
+    m2: np.ndarray,
+    base_us: np.ndarray,
+    inpaint_since: np.ndarray,
+    live: np.ndarray,
+    start_us: int,
+    tick_us: int,
+    hot: np.ndarray,
+    fire: np.ndarray,
+    first: np.ndarray,
+    asked: np.ndarray,
+    asked_table: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """The per-target body of :meth:`TargetState.step`: FNM's average, the threshold rules, the baseline."""
+    n_rules = profiles.shape[1]
+    for t in range(len(slots)):
+        s, i = slots[t], targets[t]
+        for j in range(len(smoothed)):
+            x = raw[i, smoothed[j]]
+            ewma[s, j] = x + e * (ewma[s, j] * decay[t] - x) if averaged else x
+        ewma_us[s] = start_us
+        p = profile[t]
+        for k in range(len(active)):
+            r = active[k]
+            limit = profiles[p, r]
+            if raw[i, rule_metric[r]] > limit:
+                hot[t] = True
+            if ewma[s, rule_col[k]] > limit:
+                fire[t] = True
+                if first[t] < 0:
+                    first[t] = r
+        if not is_host[t]:
+            continue
+        if baseline:
+            for b in range(BASE):
+                m1[s, b] *= keep[t]
+                m2[s, b] *= keep[t]
+            base_us[s] = max(base_us[s], start_us)
+            flagged = False
+            for b in range(BASE):  # metrics 0, 1: pps, bps
+                normal = np.inf
+                if weight > 0:
+                    mean, square = m1[s, b] / weight, m2[s, b] / weight
+                    normal = mean + 3.0 * np.sqrt(max(square - mean * mean, 0.0))
+                over = raw[i, b] > factor * normal and raw[i, b] > floor[b]
+                flagged = flagged or over
+                smooth = ewma[s, base_cols[b]]
+                if warm and over:
+                    hot[t] = True
+                if warm and smooth > factor * normal and smooth > floor[b]:
+                    fire[t] = True
+                    if first[t] < 0:
+                        first[t] = n_rules + b
+            since = inpaint_since[s]
+            inpaint = live[s] or flagged
+            if inpaint and since < 0:
+                since = start_us
+            feed = not inpaint or start_us - since >= max_inpaint_us
+            inpaint_since[s] = -1 if feed else since
+            if feed:
+                for b in range(BASE):
+                    x = raw[i, b]
+                    m1[s, b] += alpha * (x - m1[s, b])
+                    m2[s, b] += alpha * (x * x - m2[s, b])
+            base_us[s] = start_us + tick_us
+        if not (hot[t] or live[s]):
+            for k in range(asked.shape[1]):
+                if asked[i, k] != 0:
+                    asked_table[s, k] += np.float32(asked[i, k])

@@ -41,13 +41,15 @@ from ..enrich.base import Enricher, NoEnrichment
 from ..events import event_id
 from .attack import AttackRows, AttackStats, fold_tick
 from .base import Tick
-from .baseline import TargetState
+from .baseline import TargetState, TickRules
 from .ddos_config import RULE_METRIC, RULES, DdosConfig, check, host_groups, prefix_thresholds, thresholds
-from .rates import GROUP, HOST, M, PrefixMatcher, aggregate, target_text
-from .roles import add_by_host, add_evidence, evidence_role, service_rows
+from .rates import GROUP, HOST, M, PrefixMatcher, TickRates, aggregate, target_text
+from .roles import add_evidence, evidence_role, service_rows
 from .sketch import address_keys, group_keys
+from .tick_columns import TickColumns
 
 BASE_METRICS = [M["pps"], M["bps"]]
+assert BASE_METRICS == [0, 1]  # TargetState.step reads the baseline's pps and bps as raw columns 0, 1
 RULE_NAMES = [r[0] for r in RULES] + ["baseline_pps", "baseline_mbps"]
 MIN_PACKET_BYTES, MAX_PACKET_BYTES = 20, 65535  # an IPv4 header alone; the largest IP packet (no jumbograms)
 
@@ -93,6 +95,7 @@ class DdosDetector:
         self.smoothed = np.array(sorted(used), dtype=np.int64)
         self.rule_col = np.searchsorted(self.smoothed, RULE_METRIC[self.active])
         self.flows_rule = M["flows"] in used
+        self.base_cols = np.minimum(np.searchsorted(self.smoothed, BASE_METRICS), len(self.smoothed) - 1)
         self.state = TargetState(len(self.smoothed), cfg.max_targets)
         self.episodes: dict[int, Episode] = {}
         self.out: dict[str, dict[str, Any]] = {}
@@ -130,13 +133,13 @@ class DdosDetector:
         self.tick_us = tick_us = tick.end_us - tick.start_us
         if self.first_us is None:
             self.first_us = tick.start_us
-        flows = self._sane(tick.flows)
-        self._learn_served(flows)
-        if self.networks and flows.num_rows:
-            hi, lo = addr.words(flows.column("dst_addr"))
-            flows = flows.filter(pa.array(self.networks.match(hi, lo) >= 0))
-        if flows.num_rows:
-            self._tick(tick, flows.combine_chunks(), tick_us)
+        cols = self._sane(tick.flows)
+        if cols is not None:
+            self._learn_served(cols)
+            if self.networks:
+                cols = cols.select(self.networks.match(cols.dst_hi, cols.dst_lo) >= 0)
+            if len(cols):
+                self._tick(tick, cols, tick_us)
         self._age(tick.end_us)
 
     def finish(self, end_us: int, close_open: bool) -> None:
@@ -156,31 +159,23 @@ class DdosDetector:
         return {"attacks": rows}
 
     # -------------------------------------------------------------- tick
-    def _tick(self, tick: Tick, flows: pa.Table, tick_us: int) -> None:
+    def _tick(self, tick: Tick, cols: TickColumns, tick_us: int) -> None:
         cfg = self.cfg
         start = tick.start_us
-        agg = aggregate(flows, tick_us / 1e6, cfg.prefix_v4, cfg.prefix_v6, self.group_matcher, self.flows_rule)
+        agg = aggregate(cols, tick_us / 1e6, cfg.prefix_v4, cfg.prefix_v6, self.group_matcher, self.flows_rule)
         slots = self.state.lookup(agg.keys, agg.hi, agg.lo, agg.tag, start, agg.rates[:, M["pps"]])
         tracked = np.flatnonzero(slots >= 0)
-        slots, raw = slots[tracked], agg.rates[tracked]
-        smooth = self.state.smooth(slots, raw[:, self.smoothed], start, tick_us, cfg.average_calculation_time)
-        limits = self.profiles[self._profiles(agg.tag[tracked], agg.group[tracked])]
-        hot = np.zeros((len(slots), len(RULE_NAMES)), dtype=bool)
-        fire = np.zeros_like(hot)
-        hot[:, self.active] = raw[:, RULE_METRIC[self.active]] > limits[:, self.active]
-        fire[:, self.active] = smooth[:, self.rule_col] > limits[:, self.active]
-        hosts = np.flatnonzero(agg.tag[tracked] == HOST)
-        if cfg.baseline and len(hosts):
-            self._baseline(slots[hosts], raw[hosts], smooth[hosts], hot, fire, hosts, start, tick_us)
-        hot_any: np.ndarray = np.asarray(hot.any(axis=1))
-        fire_any: np.ndarray = np.asarray(fire.any(axis=1))
-        self._learn_asked(flows, agg, slots, tracked, hot_any | self.state.live[slots])
+        slots = slots[tracked]
+        tag = agg.tag[tracked]
+        profile = self._profiles(tag, agg.group[tracked])
+        rules = self._rules(tag, profile, tick)
+        hot_any, fire_any, first_rule = self.state.step(slots, tracked, agg.rates, rules, agg.asked)
         for j in np.flatnonzero(hot_any & ~self.state.live[slots]).tolist():
             self._open(int(slots[j]), agg, int(tracked[j]), start)
         live = np.flatnonzero(self.state.live[slots])
         present: dict[int, int] = dict(zip(slots[live].tolist(), live.tolist(), strict=True))
         if present:
-            self._accumulate(tick, flows, agg, tracked, present, hot_any)
+            self._accumulate(tick, cols, agg, tracked, present, hot_any)
         for slot, ep in self.episodes.items():
             i = present.get(slot)
             if i is None or not fire_any[i]:
@@ -189,43 +184,60 @@ class DdosDetector:
                 ep.fire_run = ep.fire_run + 1 if ep.fire_end == start else 1
                 ep.fire_end = tick.end_us
                 if ep.rule is None and ep.fire_run >= cfg.start_ticks:
-                    ep.rule = self._rule_text(int(np.flatnonzero(fire[i])[0]), limits[i])
+                    ep.rule = self._rule_text(int(first_rule[i]), self.profiles[profile[i]])
                     self._emit(ep, None, tick.end_us)
             if ep.rule is not None and tick.end_us - ep.emitted_us >= cfg.update_every_s * 1e6:
                 self._emit(ep, None, tick.end_us)
 
-    def _sane(self, flows: pa.Table) -> pa.Table:
-        """Leave out rows whose counters cannot be real: no packets, or not 20..65,535 bytes per packet
-        (a wrapped 32-bit octet counter, or a 64-bit delta taken across a wrap), and count them."""
-        if not flows.num_rows:
-            return flows
-        packets = flows.column("packets").to_numpy().astype(np.float64)
-        size = flows.column("bytes").to_numpy().astype(np.float64) / np.maximum(packets, 1.0)
-        ok = (packets > 0) & (size >= MIN_PACKET_BYTES) & (size <= MAX_PACKET_BYTES)
-        if ok.all():
-            return flows
-        self.bad_rows += int(len(ok) - ok.sum())
-        return flows.filter(pa.array(ok))
+    def _rules(self, tag: np.ndarray, profile: np.ndarray, tick: Tick) -> TickRules:
+        """What the state checks this tick: every rule on, the baseline on hosts once warmed up."""
+        cfg = self.cfg
+        first = self.first_us if self.first_us is not None else tick.start_us
+        return TickRules(
+            start_us=tick.start_us,
+            tick_us=tick.end_us - tick.start_us,
+            is_host=tag == HOST,
+            profile=profile,
+            profiles=self.profiles,
+            active=self.active,
+            rule_metric=RULE_METRIC,
+            rule_col=self.rule_col,
+            smoothed=self.smoothed,
+            average_s=cfg.average_calculation_time,
+            baseline=cfg.baseline,
+            warm=tick.start_us - first >= cfg.baseline_warmup_s * 1e6,
+            window_s=cfg.baseline_window_s,
+            watched_us=tick.start_us - first,
+            factor=cfg.baseline_factor,
+            floor=np.array([cfg.baseline_min_pps, cfg.baseline_min_mbps * 1e6]),
+            base_cols=self.base_cols,
+            max_inpaint_us=cfg.baseline_max_inpaint_s * 1e6,
+        )
 
-    def _learn_served(self, flows: pa.Table) -> None:
+    def _sane(self, flows: pa.Table) -> TickColumns | None:
+        """The tick's columns without the rows whose counters cannot be real: no packets, or not
+        20..65,535 bytes per packet (a wrapped 32-bit octet counter, or a 64-bit delta taken across a
+        wrap), which are counted; None for an empty tick."""
+        if not flows.num_rows:
+            return None
+        cols = TickColumns.of(flows)
+        size = cols.bytes / np.maximum(cols.packets, 1.0)
+        ok = (cols.packets > 0) & (size >= MIN_PACKET_BYTES) & (size <= MAX_PACKET_BYTES)
+        if ok.all():
+            return cols
+        self.bad_rows += int(len(ok) - ok.sum())
+        return cols.select(ok)
+
+    def _learn_served(self, cols: TickColumns) -> None:
         """Role evidence: tracked hosts answering from a service port (wherever the answer goes)."""
-        if not flows.num_rows or not len(self.state):
+        if not len(cols) or not len(self.state):
             return
-        roles = service_rows(flows, "src_port")
+        roles = service_rows(cols.src_port, cols.protocol, cols.tcp_flags)
         rows = np.flatnonzero(roles >= 0)
         if len(rows):
-            hi, lo = addr.words(flows.column("src_addr").take(pa.array(rows)).combine_chunks())
+            hi, lo = addr.words(cols.table.column("src_addr").take(pa.array(rows)).combine_chunks())
             slots = self.state.find(address_keys(hi, lo), hi, lo, HOST)
-            add_evidence(self.state.served, slots, roles[rows], _packets(flows)[rows])
-
-    def _learn_asked(self, flows: pa.Table, agg: Any, slots: np.ndarray, tracked: np.ndarray, busy: np.ndarray) -> None:
-        """Role evidence: exchanges on a service port toward hosts neither attacked nor hot this tick."""
-        n_hosts = len(agg.host_prefix)
-        host_slot = np.full(n_hosts, -1, dtype=np.int64)
-        quiet = (tracked < n_hosts) & ~busy
-        host_slot[tracked[quiet]] = slots[quiet]
-        roles = service_rows(flows, "dst_port")
-        add_by_host(self.state.asked, host_slot, agg.row_host, roles, _packets(flows))
+            add_evidence(self.state.served, slots, roles[rows], cols.corrected_packets[rows])
 
     def _profiles(self, tag: np.ndarray, group: np.ndarray) -> np.ndarray:
         """Threshold profile of each target (see __init__)."""
@@ -237,30 +249,6 @@ class DdosDetector:
         grp = tag == GROUP
         out[grp] = np.where(total[group[grp]], 3 + group[grp], 2)
         return out
-
-    def _baseline(
-        self,
-        slots: np.ndarray,
-        raw: np.ndarray,
-        smooth: np.ndarray,
-        hot: np.ndarray,
-        fire: np.ndarray,
-        rows: np.ndarray,
-        start: int,
-        tick_us: int,
-    ) -> None:
-        cfg = self.cfg
-        watched = start - (self.first_us if self.first_us is not None else start)
-        normal = self.state.normal(slots, start, tick_us, cfg.baseline_window_s, watched)
-        floor = np.array([cfg.baseline_min_pps, cfg.baseline_min_mbps * 1e6])
-        values = raw[:, BASE_METRICS]
-        flagged = (values > cfg.baseline_factor * normal) & (values > floor)
-        if self.first_us is not None and start - self.first_us >= cfg.baseline_warmup_s * 1e6:
-            hot[rows, len(RULES) :] = flagged
-            s = smooth[:, np.searchsorted(self.smoothed, BASE_METRICS)]
-            fire[rows, len(RULES) :] = (s > cfg.baseline_factor * normal) & (s > floor)
-        inpaint = self.state.live[slots] | flagged.any(axis=1)
-        self.state.update(slots, values, inpaint, start, tick_us, cfg.baseline_window_s, cfg.baseline_max_inpaint_s)
 
     def _rule_text(self, rule: int, limits: np.ndarray) -> str:
         name = RULE_NAMES[rule]
@@ -279,13 +267,19 @@ class DdosDetector:
         self.state.live[slot] = True
 
     def _accumulate(
-        self, tick: Tick, flows: pa.Table, agg: Any, tracked: np.ndarray, present: dict[int, int], hot: np.ndarray
+        self,
+        tick: Tick,
+        cols: TickColumns,
+        agg: TickRates,
+        tracked: np.ndarray,
+        present: dict[int, int],
+        hot: np.ndarray,
     ) -> None:
         """Fold the tick's rows toward each live target into its attack (or its pending quiet span)."""
         targets = tracked[np.array(list(present.values()), dtype=np.int64)]
         entry_rows, owner = agg.rows_of(targets)
         rows, _, pos = group_keys(entry_rows)
-        bundle = AttackRows.build(flows, rows, self.enricher, tick.start_us)
+        bundle = AttackRows.build(cols, rows, self.enricher, tick.start_us)
         ordinal = np.full(len(agg.keys), -1, dtype=np.int64)
         ordinal[targets] = np.arange(len(targets))
         owner = ordinal[owner]
@@ -343,12 +337,6 @@ class DdosDetector:
             record["target_role"] = served or record["target_role"]
         self.out[record["id"]] = record
         ep.emitted_us = now_us
-
-
-def _packets(flows: pa.Table) -> np.ndarray:
-    """Sampling-corrected packets per row (rate 0 = unknown counts as 1)."""
-    rate = np.maximum(flows.column("sampling_rate").to_numpy().astype(np.float64), 1.0)
-    return flows.column("packets").to_numpy().astype(np.float64) * rate
 
 
 def attacks_summary(records: list[dict[str, Any]], top: int = 10) -> dict[str, Any]:

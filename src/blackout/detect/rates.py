@@ -4,8 +4,8 @@ A *target* is a destination address (a host), its covering prefix (/24 for
 IPv4, /64 for IPv6 by default), or a configured host group.  Targets are keyed
 by (masked high word, masked low word, tag) where the tag is the prefix length
 in the 128-bit (IPv4-mapped) space — 128 for a host, 120 for an IPv4 /24 — or
-255 for a host group.  Grouping is a 64-bit hash, ``np.unique`` and
-``bincount``; hash collisions are checked exactly and fall back to a lexsort.
+255 for a host group.  Grouping is an exact hash table over the rows
+(:func:`.tick_columns.group_exact`) and per-row sums in one compiled pass.
 
 Flows/s counts distinct 5-tuples per tick (a pcap gives one row per packet, so
 rows are not flows).  With sampling, a 5-tuple seen in a single sampled packet
@@ -20,12 +20,14 @@ import dataclasses
 import ipaddress
 
 import numpy as np
-import pyarrow as pa
+from numba import njit
 
 from .. import addr
 from ..errors import ConfigError
+from .roles import N_ROLES, ROLE_LUT
 from .sketch import address_keys, group_keys, hash3
-from .vectors import ICMP, ICMP6, SYN, TCP, UDP
+from .tick_columns import TickColumns, group_exact
+from .vectors import ACK, ICMP, ICMP6, SYN, TCP, UDP
 
 METRICS = (
     "pps",
@@ -99,31 +101,6 @@ class PrefixMatcher:
         return out
 
 
-def group_rows(
-    hi: np.ndarray, lo: np.ndarray, tag: np.ndarray, keys: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(keys, first index, inverse) of the distinct (hi, lo, tag) triples; exact despite hashing.
-
-    Keys are hashes with the top bit set unless given (hosts give address_keys,
-    exact for IPv4 and never with the top bit), so host and prefix keys never meet.
-    """
-    if keys is None:
-        keys = hash3(hi, lo, tag) | _HIGH
-    uniq, first, inv = group_keys(keys)
-    rep = first[inv]
-    if np.array_equal(hi[rep], hi) and np.array_equal(lo[rep], lo) and np.array_equal(tag[rep], tag):
-        return uniq, first, inv
-    order = np.lexsort((tag, lo, hi))  # a 64-bit collision: group exactly instead
-    s_hi, s_lo, s_tag = hi[order], lo[order], tag[order]
-    start = np.ones(len(order), dtype=bool)
-    start[1:] = (s_hi[1:] != s_hi[:-1]) | (s_lo[1:] != s_lo[:-1]) | (s_tag[1:] != s_tag[:-1])
-    ids = np.cumsum(start) - 1
-    inv = np.empty(len(order), dtype=np.int64)
-    inv[order] = ids
-    first = order[start]
-    return keys[first], first, inv
-
-
 @dataclasses.dataclass
 class TickRates:
     """Targets of one tick — hosts first, then prefixes, then host groups — and their rates.
@@ -141,6 +118,7 @@ class TickRates:
     row_host: np.ndarray
     host_prefix: np.ndarray
     host_group: np.ndarray
+    asked: np.ndarray  # (hosts, N_ROLES) packets asked of each host per role this tick
 
     def rows_of(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(flow rows, owning target) of every row that goes to one of the targets (rows may repeat)."""
@@ -153,38 +131,96 @@ class TickRates:
         return np.concatenate(rows_out), np.concatenate(owners)
 
 
-# per-row traffic classes for the per-protocol rates: (class, fragment) -> one bincount for all metrics
-_TCP_SYN, _TCP, _UDP, _ICMP, _OTHER = range(5)
-_CLASSES = 10
-_METRIC_CLASSES = {
-    "total": list(range(_CLASSES)),
-    "tcp": [2 * _TCP_SYN, 2 * _TCP_SYN + 1, 2 * _TCP, 2 * _TCP + 1],
-    "tcp_syn": [2 * _TCP_SYN, 2 * _TCP_SYN + 1],
-    "udp": [2 * _UDP, 2 * _UDP + 1],
-    "icmp": [2 * _ICMP, 2 * _ICMP + 1],
-    "frag": [2 * c + 1 for c in range(5)],
-}
+# the columns each row adds to (every metric's bps follows its pps)
+_PPS, _BPS, _TCP_PPS, _SYN_PPS = M["pps"], M["bps"], M["tcp_pps"], M["tcp_syn_pps"]
+_UDP_PPS, _ICMP_PPS, _FRAG_PPS = M["udp_pps"], M["icmp_pps"], M["frag_pps"]
+assert all(M[f"{name}_bps"] == M[f"{name}_pps"] + 1 for name in ("tcp", "tcp_syn", "udp", "icmp", "frag"))
 
 
-def _row_class(flows: pa.Table) -> np.ndarray:
-    proto = flows.column("protocol").to_numpy()
-    flags = flows.column("tcp_flags").to_numpy()
-    cls = np.full(len(proto), _OTHER, dtype=np.int64)
-    cls[proto == TCP] = _TCP
-    cls[(proto == TCP) & ((flags & SYN) != 0)] = _TCP_SYN  # any SYN, SYN-ACK included, as FastNetMon counts
-    cls[proto == UDP] = _UDP
-    cls[(proto == ICMP) | (proto == ICMP6)] = _ICMP
-    return 2 * cls + flows.column("fragment").to_numpy(zero_copy_only=False)
+def host_rates(
+    cols: TickColumns, inv: np.ndarray, hosts: int, rates: np.ndarray, tick_s: float, flows_rule: bool
+) -> np.ndarray:
+    """Fill rates[:hosts] (row r goes to host inv[r]) in one pass over the rows, one more for flows if a
+    rule needs it; return the packets each host was asked for per role (see :mod:`.roles`)."""
+    c = cols
+    asked = _class_sums(
+        inv, hosts, c.protocol, c.tcp_flags, c.fragment, c.packets, c.rate, c.bytes, c.dst_port, ROLE_LUT, tick_s, rates
+    )
+    if flows_rule:
+        weights = _flow_weights(cols, cols.packets, cols.rate)
+        rates[:hosts, M["flows"]] = np.bincount(inv, weights=weights, minlength=hosts) / tick_s
+    return asked
 
 
-def _flow_weights(flows: pa.Table, raw_pk: np.ndarray, rate: np.ndarray) -> np.ndarray:
+@njit(cache=True)
+def _class_sums(
+    inv: np.ndarray,
+    hosts: int,
+    protocol: np.ndarray,
+    flags: np.ndarray,
+    fragment: np.ndarray,
+    packets: np.ndarray,
+    rate: np.ndarray,
+    nbytes: np.ndarray,
+    dst_port: np.ndarray,
+    role_lut: np.ndarray,
+    tick_s: float,
+    rates: np.ndarray,
+) -> np.ndarray:  # pragma: no cover - compiled
+    """rates[:hosts] by one pass over the rows (each row adds to the total, its protocol's and, if a
+    fragment, the fragment metrics); return the packets asked per (host, role): exchanges (UDP, TCP
+    with ACK) toward a service port, as :func:`.roles.service_rows` picks them."""
+    rates[:hosts] = 0.0
+    asked = np.zeros((hosts, N_ROLES))
+    per_s, bits_per_s = 1.0 / tick_s, 8.0 / tick_s
+    for r in range(len(inv)):
+        h = inv[r]
+        corrected = packets[r] * rate[r]
+        pps = corrected * per_s
+        bps = nbytes[r] * rate[r] * bits_per_s
+        rates[h, _PPS] += pps
+        rates[h, _BPS] += bps
+        p = protocol[r]
+        if p == TCP:
+            rates[h, _TCP_PPS] += pps
+            rates[h, _TCP_PPS + 1] += bps
+            if flags[r] & SYN:
+                rates[h, _SYN_PPS] += pps
+                rates[h, _SYN_PPS + 1] += bps
+        elif p == UDP:
+            rates[h, _UDP_PPS] += pps
+            rates[h, _UDP_PPS + 1] += bps
+        elif p == ICMP or p == ICMP6:  # noqa: SIM109 (numba: no tuple membership of ints)
+            rates[h, _ICMP_PPS] += pps
+            rates[h, _ICMP_PPS + 1] += bps
+        if fragment[r]:
+            rates[h, _FRAG_PPS] += pps
+            rates[h, _FRAG_PPS + 1] += bps
+        role = role_lut[dst_port[r]]
+        if role >= 0 and (p == UDP or (p == TCP and flags[r] & ACK)):
+            asked[h, role] += corrected
+    return asked
+
+
+@njit(cache=True)
+def _sum_into(rates: np.ndarray, src: np.ndarray, dst: np.ndarray, start: int, count: int) -> None:  # pragma: no cover
+    """rates[start + dst[i]] += rates[src[i]] for every i in order (the bincount over src rows, bit for bit)."""
+    for t in range(start, start + count):
+        for c in range(rates.shape[1]):
+            rates[t, c] = 0.0
+    for i in range(len(src)):
+        for c in range(rates.shape[1]):
+            rates[start + dst[i], c] += rates[src[i], c]
+
+
+def _flow_weights(cols: TickColumns, raw_pk: np.ndarray, rate: np.ndarray) -> np.ndarray:
     """Flow count carried by each row: nonzero only on the first row of each distinct 5-tuple."""
-    s_hi, s_lo = addr.words(flows.column("src_addr"))
-    d_hi, d_lo = addr.words(flows.column("dst_addr"))
+    s_hi, s_lo = cols.src_words
+    d_hi, d_lo = cols.dst_hi, cols.dst_lo
     ports = (
-        flows.column("src_port").to_numpy().astype(np.uint64) << np.uint64(24)
-        | flows.column("dst_port").to_numpy().astype(np.uint64) << np.uint64(8)
-        | flows.column("protocol").to_numpy().astype(np.uint64)
+        cols.src_port.astype(np.uint64) << np.uint64(24)
+        | cols.dst_port.astype(np.uint64) << np.uint64(8)
+        | cols.protocol.astype(np.uint64)
     )
     key = hash3(s_hi ^ (d_lo * np.uint64(3)), s_lo ^ d_hi, ports)  # an estimate: collisions only merge two flows
     _, first, inv = group_keys(key)
@@ -194,29 +230,8 @@ def _flow_weights(flows: pa.Table, raw_pk: np.ndarray, rate: np.ndarray) -> np.n
     return out
 
 
-def host_rates(flows: pa.Table, inv: np.ndarray, hosts: int, tick_s: float, flows_rule: bool) -> np.ndarray:
-    """(hosts, METRICS) rates: two bincounts over (host, traffic class), one more for flows if a rule needs it."""
-    rate = flows.column("sampling_rate").to_numpy().astype(np.float64)
-    rate[rate < 1] = 1.0  # 0 = unknown: count as unsampled
-    raw_pk = flows.column("packets").to_numpy().astype(np.float64)
-    index = _row_class(flows) * hosts + inv  # (class, host): each class's hosts contiguous
-    size = hosts * _CLASSES
-    pk = np.bincount(index, weights=raw_pk * rate * (1.0 / tick_s), minlength=size).reshape(_CLASSES, hosts)
-    by = flows.column("bytes").to_numpy().astype(np.float64) * rate * (8.0 / tick_s)
-    bits = np.bincount(index, weights=by, minlength=size).reshape(_CLASSES, hosts)
-    out = np.zeros((len(METRICS), hosts), dtype=np.float64)  # metric-major while summing: contiguous rows
-    for name, cols in _METRIC_CLASSES.items():
-        for unit, per_class in (("pps", pk), ("bps", bits)):
-            row = out[M[unit if name == "total" else f"{name}_{unit}"]]
-            for c in cols:
-                row += per_class[c]
-    if flows_rule:
-        out[M["flows"]] = np.bincount(inv, weights=_flow_weights(flows, raw_pk, rate), minlength=hosts) / tick_s
-    return out.T
-
-
 def aggregate(
-    flows: pa.Table,
+    cols: TickColumns,
     tick_s: float,
     prefix_v4: int,
     prefix_v6: int,
@@ -225,16 +240,15 @@ def aggregate(
 ) -> TickRates:
     """Rates of every host, prefix and host-group target present in the tick.
 
-    Rows are grouped into hosts (one unique over the rows), hosts into
+    Rows are grouped into hosts (one hash pass over the rows), hosts into
     prefixes and groups (over the distinct hosts only), so the cost is one
-    sort of the rows plus two bincounts.  Flows/s is counted only when a
-    flows rule is on (``flows_rule``): it costs a second sort of the rows.
+    pass over the rows and a sort of the distinct hosts.  Flows/s is counted
+    only when a flows rule is on (``flows_rule``): it costs a sort of the rows.
     """
-    hi, lo = addr.words(flows.column("dst_addr"))
-    host_keys, first, row_host = group_rows(hi, lo, np.full(len(hi), HOST, np.uint8), address_keys(hi, lo))
+    hi, lo = cols.dst_hi, cols.dst_lo
+    host_keys, first, row_host = group_exact(address_keys(hi, lo), hi, lo, np.full(len(hi), HOST, np.uint8))
     h_hi, h_lo = hi[first], lo[first]
     n_hosts = len(first)
-    h_rates = host_rates(flows, row_host, n_hosts, tick_s, flows_rule)
     v4 = (h_hi == 0) & ((h_lo >> np.uint64(32)) == np.uint64(0xFFFF))
     p_len = np.where(v4, 96 + prefix_v4, prefix_v6).astype(np.uint8)
     p_hi, p_lo = h_hi.copy(), h_lo.copy()
@@ -243,17 +257,16 @@ def aggregate(
         sel = p_len == length
         p_hi[sel] &= mhi
         p_lo[sel] &= mlo
-    p_keys, p_first, host_p = group_rows(p_hi, p_lo, p_len)
+    p_keys, p_first, host_p = group_exact(hash3(p_hi, p_lo, p_len) | _HIGH, p_hi, p_lo, p_len)
     n_pref = len(p_keys)
     g_of_host = groups.match(h_hi, h_lo) if groups else np.full(n_hosts, -1, dtype=np.int64)
-    in_group = g_of_host >= 0
+    in_group = np.flatnonzero(g_of_host >= 0)
     g_ids, host_g = np.unique(g_of_host[in_group], return_inverse=True)
     n_grp = len(g_ids)
     rates = np.empty((n_hosts + n_pref + n_grp, len(METRICS)), dtype=np.float64)
-    rates[:n_hosts] = h_rates
-    for c in range(len(METRICS)):
-        rates[n_hosts : n_hosts + n_pref, c] = np.bincount(host_p, weights=h_rates[:, c], minlength=n_pref)
-        rates[n_hosts + n_pref :, c] = np.bincount(host_g, weights=h_rates[in_group, c], minlength=n_grp)
+    asked = host_rates(cols, row_host, n_hosts, rates, tick_s, flows_rule)
+    _sum_into(rates, np.arange(n_hosts), host_p, n_hosts, n_pref)
+    _sum_into(rates, in_group, host_g, n_hosts + n_pref, n_grp)
     host_group = np.full(n_hosts, -1, dtype=np.int64)
     host_group[in_group] = n_hosts + n_pref + host_g
     g_u64 = g_ids.astype(np.uint64)
@@ -268,6 +281,7 @@ def aggregate(
         row_host=row_host,
         host_prefix=n_hosts + host_p,
         host_group=host_group,
+        asked=asked,
     )
 
 

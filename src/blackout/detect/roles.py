@@ -21,7 +21,6 @@ from untracked addresses (a reflection's thousands of amplifiers) cost nothing.
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 
 from .vectors import ACK, TCP, UDP
 
@@ -43,18 +42,16 @@ N_ROLES = len(ROLES)
 ROLE_MIN_SHARE = 0.2  # attack fallback: the top port must carry this share of direct packets to name a role
 EVIDENCE_MIN_SHARE = 0.5  # a host's evidence names a role when one role has at least this share of it
 
-_ROLE_LUT = np.full(65536, -1, dtype=np.int8)
+ROLE_LUT = np.full(65536, -1, dtype=np.int8)  # port -> role code, -1 none
 for _port, _role in ROLE_PORTS.items():
-    _ROLE_LUT[_port] = ROLES.index(_role)
+    ROLE_LUT[_port] = ROLES.index(_role)
 
 
-def service_rows(flows: pa.Table, port_column: str) -> np.ndarray:
+def service_rows(port: np.ndarray, protocol: np.ndarray, tcp_flags: np.ndarray) -> np.ndarray:
     """Role code per row (-1: none) of rows that are real exchanges (UDP, or TCP with ACK) on a service port."""
-    code = _ROLE_LUT[flows.column(port_column).to_numpy().astype(np.int64)].astype(np.int64)
-    protocol, tcp_flags = flows.column("protocol").to_numpy(), flows.column("tcp_flags").to_numpy()
+    code = ROLE_LUT[port]
     exchange = (protocol == UDP) | ((protocol == TCP) & ((tcp_flags & ACK) != 0))
-    code[~exchange] = -1
-    return code
+    return np.where(exchange, code, np.int8(-1))
 
 
 def add_evidence(table: np.ndarray, slots: np.ndarray, roles: np.ndarray, packets: np.ndarray) -> None:
@@ -64,17 +61,10 @@ def add_evidence(table: np.ndarray, slots: np.ndarray, roles: np.ndarray, packet
         np.add.at(table, (slots[ok], roles[ok]), packets[ok].astype(table.dtype))
 
 
-def add_by_host(
-    table: np.ndarray, host_slot: np.ndarray, row_host: np.ndarray, roles: np.ndarray, packets: np.ndarray
-) -> None:
-    """add_evidence for rows grouped by host (row_host; host_slot[h]: its slot or -1): one bincount, no sort."""
-    ok = roles >= 0
-    if not ok.any():
-        return
-    n = len(host_slot)
-    sums = np.bincount(row_host[ok] * N_ROLES + roles[ok], weights=packets[ok], minlength=n * N_ROLES)
-    per_host = sums.reshape(n, N_ROLES)
-    held = np.flatnonzero((host_slot >= 0) & per_host.any(axis=1))
+def add_by_host(table: np.ndarray, host_slot: np.ndarray, per_host: np.ndarray) -> None:
+    """table[host_slot[h]] += per_host[h] (packets per role, summed over the tick's rows toward host h)
+    for the hosts with a slot (host_slot[h] >= 0)."""
+    held = np.flatnonzero(host_slot >= 0)
     table[host_slot[held]] += per_host[held].astype(table.dtype)  # distinct hosts: distinct slots
 
 
