@@ -102,3 +102,46 @@ def test_the_attributor_keeps_the_series_of_the_watched_entities_only() -> None:
         label: dict(expect[label]) for label in watch
     }
     assert all(expect[label]["traffic_in_bytes"] and expect[label]["bgp"] for label in ("asn:131279", "asn:15169"))
+
+
+def withdrawals(rows: pa.Table, at_us: int) -> pa.Table:
+    """The rows as real withdrawals at at_us: no path, no origin."""
+    out = stamped(rows, at_us, ElemType.WITHDRAW)
+    for name in ("as_path", "origin_asn"):
+        field = out.schema.field(name)
+        out = out.set_column(out.schema.get_field_index(name), field, pa.nulls(out.num_rows, field.type))
+    return out
+
+
+def test_a_ticks_route_changes_count_as_a_pass_in_row_order_would() -> None:
+    """KP's real RIB rows (four /24s) at two peers in two ticks.  First: withdrawn before any
+    announcement (unknown: not counted), announced, then withdrawn at one peer (counted: known by then).
+    Then: announced, withdrawn, withdrawn again, all counted.  Paths: each prefix's last row's, as a
+    dictionary pass over the rows in order keeps them."""
+    one = kp_rows()  # the jinx RIB has them from one peer: a second peer (a documentation address) too
+    other = addr.from_strings(["192.0.2.9"] * one.num_rows)
+    at = one.schema.get_field_index("peer_addr")
+    kp = pa.concat_tables([one, one.set_column(at, one.schema.field(at), other)])
+    tick = us("2014-12-22T10:00:00Z")  # 60 s ticks: the first two route changes 10 s into this one and the next
+    t1, t2 = tick + 10_000_000, tick + 70_000_000
+    ticks = [withdrawals(kp, t1), stamped(kp, t1 + 1, ElemType.ANNOUNCE), withdrawals(one, t1 + 2)]
+    ticks += [stamped(kp, t2, ElemType.ANNOUNCE), withdrawals(kp, t2 + 1), withdrawals(kp, t2 + 2)]
+    state = RoutingState()
+    watch = ["prefix:175.45.176.0/22", "asn:131279"]
+    attributor = Attributor(OutageDetector(OutageConfig(watch=watch, method="fast"), state), None)
+    source = Source("routes", Kind.ROUTE, pa.concat_tables(ticks).to_batches(max_chunksize=7))
+    Engine([RoutingTracker(state), attributor], lambda _: None, EngineConfig(tick_s=60)).run([source])
+
+    rows = kp.to_pylist()
+    prefixes = {f"{addr.format_one(r['prefix'])}/{r['prefix_len']}" for r in rows}
+    paths = {f"{addr.format_one(r['prefix'])}/{r['prefix_len']}": r["as_path"] for r in rows}
+    peers = len({r["peer_addr"] for r in rows})
+    assert len(prefixes) == 4 and len(rows) == 8 and peers == 2
+    for label in ("prefix:175.45.176.0/22", "asn:131279"):
+        hist = attributor.history[label]
+        first, second = hist.changes
+        assert (first.time_us, first.withdrawals, first.announcements, first.withdrawn) == (tick, 4, 8, prefixes)
+        assert first.peers == 1
+        assert (second.withdrawals, second.announcements, second.withdrawn) == (2 * len(rows), len(rows), prefixes)
+        assert second.peers == peers and second.upstream == 4837
+        assert hist.paths == paths and set(hist.origins.values()) == {131279}

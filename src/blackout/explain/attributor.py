@@ -168,47 +168,65 @@ class Attributor:
             for c in self.countries:
                 members.append((f"country:{c}", cc == c))
         etype = table.column("elem_type").to_numpy(zero_copy_only=False)
+        key = (net << np.uint64(6)) | plen.astype(np.uint64)
+        announced = np.isin(etype, [ElemType.RIB, ElemType.ANNOUNCE])
         for label, mask in members:
             hist = self.history[label]
             known = hist.known_mask(net, plen)
-            sel = np.flatnonzero(mask | known)
+            # withdrawals carry no origin: a prefix's are the entity's once it is known, before this tick
+            # or by an announcement in it
+            fresh = key[mask & announced & ~known]
+            sel = np.flatnonzero(mask | known | (np.isin(key, fresh) if len(fresh) else False))
             if len(sel):
-                self._note(hist, table, sel, net, plen, origin, etype, tick_us)
+                rows = table.select(["as_path", "peer_addr"]).take(pa.array(sel))
+                self._note(hist, rows, known[sel], net[sel], plen[sel], origin[sel], etype[sel], tick_us)
 
     def _note(
         self,
         hist: EntityHistory,
-        table: pa.Table,
-        sel: np.ndarray,
+        rows: pa.Table,
+        known: np.ndarray,
         net: np.ndarray,
         plen: np.ndarray,
         origin: np.ndarray,
         etype: np.ndarray,
         tick_us: int,
     ) -> None:
-        """Remember paths of announced routes; log the tick's withdrawals and re-announcements."""
-        paths = table.column("as_path").take(pa.array(sel)).to_pylist()
-        peers = table.column("peer_addr").take(pa.array(sel)).to_pylist()
-        withdrawn: set[str] = set()
-        w_peers: set[bytes] = set()
-        n_w = n_a = learned = 0
-        for j, row in enumerate(sel.tolist()):
-            pfx = f"{ipaddress.IPv4Address(int(net[row]))}/{int(plen[row])}"
-            kind = int(etype[row])
-            if kind == ElemType.WITHDRAW:
-                if pfx in hist.paths:
-                    n_w += 1
-                    withdrawn.add(pfx)
-                    w_peers.add(peers[j])
-                continue
-            if kind in (ElemType.RIB, ElemType.ANNOUNCE) and paths[j]:
-                hist.learn(pfx, int(net[row]), int(plen[row]), str(paths[j]), int(origin[row]))
-                n_a += kind == ElemType.ANNOUNCE
-                learned += 1
-        if n_w or learned:  # a RIB load counts too: the upstream's visibility before any change
+        """Remember paths of announced routes; log the tick's withdrawals and re-announcements.
+
+        As a pass in row order would (the last path and last origin of a prefix win; a withdrawal
+        counts when its prefix was known before it), with Python once per distinct prefix, not per
+        route: a RIB holds each prefix once per peer."""
+        key = (net << np.uint64(6)) | plen.astype(np.uint64)
+        paths = rows.column("as_path")
+        has_path = pc.fill_null(pc.greater(pc.utf8_length(paths), 0), False).to_numpy(zero_copy_only=False)
+        learn = np.isin(etype, [ElemType.RIB, ElemType.ANNOUNCE]) & has_path
+        withdraw = etype == ElemType.WITHDRAW
+        pos = np.arange(len(key))
+        learnt, first_pos, last_pos = _runs(key[learn], pos[learn])
+        counted = withdraw & known
+        if len(learnt) and (withdraw & ~known).any():  # or learnt by an earlier row of this tick
+            at = np.minimum(np.searchsorted(learnt, key), len(learnt) - 1)
+            counted |= withdraw & (learnt[at] == key) & (first_pos[at] < pos)
+        named, _, last_named = _runs(key[learn & (origin != 0)], pos[learn & (origin != 0)])
+        last_origin = np.zeros(len(learnt), dtype=np.int64)  # 0: no row of the tick named one
+        if len(named):
+            at = np.minimum(np.searchsorted(named, learnt), len(named) - 1)
+            hit = named[at] == learnt
+            last_origin[hit] = origin[last_named[at[hit]]]
+        texts = paths.take(pa.array(last_pos)).to_pylist()
+        for j, row in enumerate(last_pos.tolist()):
+            n, length = int(net[row]), int(plen[row])
+            hist.learn(_text(n, length), n, length, str(texts[j]), int(last_origin[j]))
+        n_w = int(np.count_nonzero(counted))
+        if n_w or len(learnt):  # a RIB load counts too: the upstream's visibility before any change
+            _, w_rows, _ = _runs(key[counted], pos[counted])
+            withdrawn = frozenset(_text(int(net[r]), int(plen[r])) for r in w_rows.tolist())
+            w_peers = len(pc.unique(rows.column("peer_addr").take(pa.array(np.flatnonzero(counted))))) if n_w else 0
+            n_a = int(np.count_nonzero(learn & (etype == ElemType.ANNOUNCE)))
             upstream = hist.upstream()
             seen = self._upstream_visible(upstream) if upstream else -1
-            hist.changes.append(RouteChange(tick_us, n_w, n_a, frozenset(withdrawn), len(w_peers), upstream, seen))
+            hist.changes.append(RouteChange(tick_us, n_w, n_a, withdrawn, w_peers, upstream, seen))
 
     def _upstream_visible(self, asn: int) -> int:
         """Prefixes originated by `asn` that most full-feed peers see now (cached per reach version)."""
@@ -238,3 +256,17 @@ class Attributor:
         vals = part.column("value").to_numpy()
         for i, (key, sig) in enumerate(zip(keys, part.column("signal").to_pylist(), strict=True)):
             self.history[key].series.setdefault(sig, []).append((int(ts[i]), float(vals[i])))
+
+
+def _runs(keys: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct keys (ascending) and, for each, the first and last of its positions (positions ascending)."""
+    order = np.lexsort((pos, keys))
+    k, p = keys[order], pos[order]
+    head = np.ones(len(k), dtype=bool)
+    head[1:] = k[1:] != k[:-1]
+    tail = np.append(head[1:], True) if len(k) else head
+    return k[head], p[head], p[tail]
+
+
+def _text(net: int, plen: int) -> str:
+    return f"{ipaddress.IPv4Address(net)}/{plen}"
