@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import ipaddress
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 import numpy as np
@@ -58,6 +58,13 @@ def test_watching_a_country_over_the_jinx_rib_keeps_every_route_once() -> None:
     assert len(paths) > 5000  # AU held thousands of prefixes in 2014
     assert hist.paths == paths
     assert hist.origins == origins
+    # the upstream: the AS before the origin on most paths (prepending skipped), ties to the lowest
+    votes = Counter()
+    for path in paths.values():
+        hops = [int(h) for h in path.split() if h.isdigit()]
+        if [h for h in hops if h != hops[-1]]:
+            votes[[h for h in hops if h != hops[-1]][-1]] += 1
+    assert hist.upstream() == min(votes, key=lambda a: (-votes[a], a)) and votes[hist.upstream()] > 100
 
     # known_mask on a slice of rows: exactly the rows whose (net, length) is a learnt prefix
     part = rows.slice(0, 100_000)

@@ -42,13 +42,21 @@ class EntityHistory:
     series: dict[str, list[tuple[int, float]]] = dataclasses.field(default_factory=dict)  # signal -> (bin, value)
     _keys: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
     _new_keys: list[int] = dataclasses.field(default_factory=list)  # learnt since the last merge
+    # upstream AS -> prefixes whose last path reaches the origin through it, kept as paths change: a vote
+    # over every path per route change cost 75 ms for AU's 13.9k prefixes
+    _votes: Counter[int] = dataclasses.field(default_factory=Counter)
 
     def learn(self, prefix: str, net: int, plen: int, path: str, origin: int) -> None:
         """A route of the entity was announced with this path."""
-        if prefix not in self.paths:
+        old = self.paths.get(prefix)
+        if old is None:
             # merged into the sorted keys once, on the next lookup: a union per prefix made a
             # country's RIB load quadratic (AU over the jinx RIB: 3.2 s -> 35.6 s)
             self._new_keys.append((net << 6) | plen)
+        if old != path:
+            if old is not None:
+                self._votes.subtract([upstream_of(old)])
+            self._votes[upstream_of(path)] += 1
         self.paths[prefix] = path
         if origin:
             self.origins[prefix] = origin
@@ -64,19 +72,16 @@ class EntityHistory:
         return np.isin(keys, self._keys)
 
     def upstream(self) -> int:
-        """The AS most of the entity's paths reach it through (prepending skipped), 0 if none."""
-        votes: Counter[int] = Counter()
-        for path in self.paths.values():
-            hops = [int(h) for h in path.split() if h.isdigit()]
-            if not hops:
-                continue
-            origin = hops[-1]
-            before = [h for h in hops if h != origin]
-            if before:
-                votes[before[-1]] += 1
-        if not votes:
-            return 0
-        return min(votes, key=lambda a: (-votes[a], a))
+        """The AS most of the entity's paths reach it through (prepending skipped; ties: the lowest), 0 if none."""
+        votes = [(-n, asn) for asn, n in self._votes.items() if asn and n > 0]
+        return min(votes)[1] if votes else 0
+
+
+def upstream_of(path: str) -> int:
+    """The AS before the origin on an AS path (prepending skipped), 0 if none."""
+    hops = [int(h) for h in path.split() if h.isdigit()]
+    before = [h for h in hops if h != hops[-1]] if hops else []
+    return before[-1] if before else 0
 
 
 def flaps(changes: list[RouteChange], lo_us: int, hi_us: int) -> tuple[int, int | None]:
