@@ -33,7 +33,7 @@ class Replayed:
 
 def config() -> Config:
     """Exactly what `blackout demo` runs with: the RIR file of the time, the AS registry lines, the watched
-    entities, and its 10 s ticks (the scenario holds its published peak for two minutes)."""
+    entities, and its 15 s ticks (the scenario holds its published peak for two minutes)."""
     return Config(demo_defaults(DATA))
 
 

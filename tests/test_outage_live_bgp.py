@@ -16,7 +16,8 @@ Configuration that makes a half-minute run enough (the defaults are made for the
   for here);
 * ``engine.tick_s=1``, ``engine.lateness_s=2``: ticks released 2 s behind the BMP clock instead of 120 s.
 
-The second test withdraws everything the one peer had (no prefix stays): an expected failure, see its reason.
+The second test withdraws everything the one peer had (no prefix stays): the AS goes dark all the same, since
+a peer stays a full feed by its largest table since its session came up (enrich/visibility.py).
 """
 
 from __future__ import annotations
