@@ -293,14 +293,12 @@ class SignalComputer:
         probed = np.zeros(len(self.blocks))
         if probes.num_rows:
             targets = probes.column("target").combine_chunks()
-            blocks = (v4_to_u32(targets) >> np.uint32(8))[is_v4(targets)]
-            probed[np.searchsorted(self.blocks, blocks)] = 1.0
+            v4 = is_v4(targets)
+            ip = v4_to_u32(targets)[v4]
+            probed[np.searchsorted(self.blocks, ip >> np.uint32(8))] = 1.0
         touched = _per_entity("probed", self.block_asn, self.block_cc, probed, self.blocks, self.watch, "sum")
         self._probed = {etype: keys[vals > 0] for _, etype, keys, vals in touched}
         if probes.num_rows:
-            targets = probes.column("target").combine_chunks()
-            v4 = is_v4(targets)
-            ip = v4_to_u32(targets)[v4]
             answered = probes.column("received").to_numpy()[v4] > 0
             # one row per distinct target: answered if any result for it was
             order = np.lexsort((~answered, ip))
