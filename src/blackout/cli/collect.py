@@ -215,6 +215,7 @@ def _install_signals(stops: list[threading.Event]) -> None:
             os._exit(128 + signum)
         for stop in stops:
             stop.set()
+        print("blackout collect: stopping, storing what was received (signal again to exit at once)", file=sys.stderr)
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
