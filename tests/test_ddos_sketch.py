@@ -82,3 +82,15 @@ def test_exact_grouping_and_radix_sort_match_python() -> None:
     assert len({triples[int(f)] for f in first}) == len(groups)
     for data in (keys, rng.integers(0, 1 << 63, 5000).astype(np.uint64), np.zeros(0, np.uint64)):
         assert radix_argsort(data).tolist() == sorted(range(len(data)), key=lambda i: (int(data[i]), i))
+
+
+def test_top_matches_a_full_sort_with_ties() -> None:
+    """top(k) picks by a partition but must give exactly sorted()'s first k by (-sum, key), ties included."""
+    rng = np.random.default_rng(11)
+    counter = SparseCounter()
+    keys = rng.choice(1 << 40, 30000, replace=False).astype(np.uint64)
+    counter.add(keys, rng.integers(1, 4, len(keys)).astype(np.float64))  # three values: ties everywhere
+    pairs = sorted(zip(counter.sums[:, 0].tolist(), counter.keys.tolist(), strict=True), key=lambda p: (-p[0], p[1]))
+    for k in (0, 1, 10, 9999, 10000, 29999, 30000, 40000):
+        got = counter.top(k)
+        assert [(counter.sums[i, 0], counter.keys[i]) for i in got.tolist()] == pairs[:k]

@@ -11,6 +11,7 @@ tshark) at 8 bytes a source, and switch to a HyperLogLog estimate past a cap.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -158,19 +159,12 @@ class SparseCounter:
         """Merge distinct sorted keys and their sums into the table; mask of the keys that were new."""
         if self.hll is not None:
             self.hll.add(uniq)
-        pos = np.searchsorted(self._keys, uniq)
-        found = pos < len(self._keys)
-        found[found] = self._keys[pos[found]] == uniq[found]
-        self._sums[pos[found]] += folded[found]
-        new = ~found
-        if new.any():
-            at = pos[new]
-            self._keys = np.insert(self._keys, at, uniq[new])
-            self._sums = np.insert(self._sums, at, folded[new], axis=0)
-            new_tags = np.zeros((int(new.sum()), self._tags.shape[1]), dtype=np.uint64)
-            if tags is not None and self._tags.shape[1]:
-                new_tags = tags[new]
-            self._tags = np.insert(self._tags, at, new_tags, axis=0)
+        width = self._tags.shape[1]
+        if tags is None or not width:
+            tags = np.zeros((len(uniq), width), dtype=np.uint64)
+        self._keys, self._sums, self._tags, new = _merge_sorted(
+            self._keys, self._sums, self._tags, uniq, np.ascontiguousarray(folded), np.ascontiguousarray(tags)
+        )
         if len(self._keys) > self.cap:
             self._prune()
         return new
@@ -206,6 +200,47 @@ class SparseCounter:
         keep = np.sort(self.top(self.cap // 2))
         self._keys, self._sums, self._tags = self._keys[keep], self._sums[keep], self._tags[keep]
         self.exact = False
+
+
+@njit(cache=True)
+def _merge_sorted(
+    keys: np.ndarray,
+    sums: np.ndarray,
+    tags: np.ndarray,
+    add_keys: np.ndarray,
+    add_sums: np.ndarray,
+    add_tags: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Two sorted distinct key tables merged in one pass: sums of common keys added, their tags kept;
+    returns the new arrays and the mask of added keys that were new."""
+    n, m = len(keys), len(add_keys)
+    new = np.ones(m, dtype=np.bool_)
+    i = 0
+    for j in range(m):
+        while i < n and keys[i] < add_keys[j]:
+            i += 1
+        if i < n and keys[i] == add_keys[j]:
+            new[j] = False
+    total = n + int(new.sum())
+    out_keys = np.empty(total, dtype=np.uint64)
+    out_sums = np.empty((total, sums.shape[1]), dtype=np.float64)
+    out_tags = np.empty((total, tags.shape[1]), dtype=np.uint64)
+    i = j = o = 0
+    while i < n or j < m:
+        if j == m or (i < n and keys[i] < add_keys[j]):
+            out_keys[o], out_sums[o], out_tags[o] = keys[i], sums[i], tags[i]
+            i += 1
+        elif i == n or add_keys[j] < keys[i]:
+            out_keys[o], out_sums[o], out_tags[o] = add_keys[j], add_sums[j], add_tags[j]
+            j += 1
+        else:
+            out_keys[o], out_tags[o] = keys[i], tags[i]
+            for c in range(sums.shape[1]):
+                out_sums[o, c] = sums[i, c] + add_sums[j, c]
+            i += 1
+            j += 1
+        o += 1
+    return out_keys, out_sums, out_tags, new
 
 
 def _fold(
