@@ -85,12 +85,27 @@ def group_exact(
     table), then a radix sort of the distinct keys (sorted targets make the
     state's searchsorted several times faster).
     """
-    first, inv = _hash_group(np.asarray(keys, np.uint64), hi, lo, tag)
-    uniq = keys[first]
-    order = radix_argsort(uniq)
+    keys = np.asarray(keys, np.uint64)
+    first, inv = _hash_group(keys, hi, lo, tag)
+    return _renumber(keys, first, inv, radix_argsort(keys[first]))
+
+
+@njit(cache=True)
+def _renumber(
+    keys: np.ndarray, first: np.ndarray, inv: np.ndarray, order: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Groups renumbered so that group g is the one order[g] was: (keys, first rows, inverse)."""
     rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    return uniq[order], first[order], rank[inv]
+    out_keys = np.empty(len(order), dtype=np.uint64)
+    out_first = np.empty(len(order), dtype=np.int64)
+    for g in range(len(order)):
+        rank[order[g]] = g
+        out_first[g] = first[order[g]]
+        out_keys[g] = keys[out_first[g]]
+    out_inv = np.empty(len(inv), dtype=np.int64)
+    for i in range(len(inv)):
+        out_inv[i] = rank[inv[i]]
+    return out_keys, out_first, out_inv
 
 
 @njit(cache=True)
