@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from blackout.detect.grouping import group_by_key, group_exact, radix_argsort
 from blackout.detect.sketch import SparseCounter, dense_codes, fold_by_owner
-from blackout.detect.tick_columns import group_exact, radix_argsort
 
 
 @pytest.mark.parametrize("high", [1 << 16, 1 << 40], ids=["small-keys", "large-keys"])
@@ -82,6 +82,10 @@ def test_exact_grouping_and_radix_sort_match_python() -> None:
     assert len({triples[int(f)] for f in first}) == len(groups)
     for data in (keys, rng.integers(0, 1 << 63, 5000).astype(np.uint64), np.zeros(0, np.uint64)):
         assert radix_argsort(data).tolist() == sorted(range(len(data)), key=lambda i: (int(data[i]), i))
+        want, want_inv = np.unique(data, return_inverse=True)
+        got, got_first, got_inv = group_by_key(data)  # by the key alone, as np.unique
+        assert np.array_equal(got, want) and np.array_equal(got_inv, want_inv)
+        assert np.array_equal(data[got_first], got)
 
 
 def test_top_matches_a_full_sort_with_ties() -> None:

@@ -18,9 +18,10 @@ import pyarrow as pa
 from .. import addr
 from ..enrich.base import Enricher
 from . import spoofing
+from .grouping import group_by_key
 from .reflection import PortReflections, candidates
 from .roles import role_of
-from .sketch import SparseCounter, address_keys, dense_codes, fold_by_owner, group_keys, smallest_distinct
+from .sketch import SparseCounter, address_keys, dense_codes, fold_by_owner, smallest_distinct
 from .tick_columns import TickColumns
 from .vectors import DIRECT_PORTED, FALLBACK, N_VECTORS, REFLECTED, UDP_FLOOD, classify, vector_shares
 
@@ -62,7 +63,7 @@ class AttackRows:
         src_port = cols.src_port[rows]
         dst_port = cols.dst_port[rows]
         vec = classify(cols.protocol[rows], cols.tcp_flags[rows], src_port, dst_port, cols.fragment[rows])
-        uniq, first, inv = group_keys(keys)
+        uniq, first, inv = group_by_key(keys)
         info = enricher.lookup(src_addr.take(pa.array(rows[first], type=pa.int64())), at_us)
         routed = np.asarray(info.routed, dtype=bool)
         routing_known = bool(routed.any())

@@ -24,9 +24,10 @@ from numba import njit
 
 from .. import addr
 from ..errors import ConfigError
+from .grouping import group_exact
 from .roles import N_ROLES, ROLE_LUT
 from .sketch import address_keys, group_keys, hash3
-from .tick_columns import TickColumns, group_exact
+from .tick_columns import TickColumns
 from .vectors import ACK, ICMP, ICMP6, SYN, TCP, UDP
 
 METRICS = (

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .grouping import group_by_key
+
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
@@ -256,7 +258,7 @@ def _fold(
             [np.bincount(small, weights=sums[:, c], minlength=SMALL_KEYS)[uniq] for c in range(sums.shape[1])], axis=1
         )
         return uniq.astype(np.uint64), np.zeros(0, np.int64), folded
-    uniq, first, inv = group_keys(keys, runs)
+    uniq, first, inv = group_keys(keys, runs) if runs else group_by_key(keys)
     folded = np.zeros((len(uniq), sums.shape[1]), dtype=np.float64)
     for c in range(sums.shape[1]):
         folded[:, c] = np.bincount(inv, weights=sums[:, c], minlength=len(uniq))
@@ -292,7 +294,8 @@ def fold_by_owner(
         present = np.flatnonzero(np.bincount(cell, minlength=size))
         sums = [np.bincount(cell, weights=weights[:, c], minlength=size)[present] for c in range(weights.shape[1])]
     else:
-        present, _, inv = group_keys(cell)
+        present, _, inv = group_by_key(cell)
+        present = present.astype(np.int64)
         sums = [np.bincount(inv, weights=weights[:, c], minlength=len(present)) for c in range(weights.shape[1])]
     bounds = np.searchsorted(present, np.arange(owners + 1, dtype=np.int64) * n_codes)
     return bounds, present % n_codes, np.stack(sums, axis=1)
