@@ -69,7 +69,8 @@ class Collector:
         self.port = self.udp.ports[0]
         self.store = open_store(db)
         config = Config.load(overrides=["engine.lateness_s=50"])
-        self.engine = Engine(build_detectors(config), self.store.upsert, config.section("engine", EngineConfig))
+        engine_config = config.section("engine", EngineConfig)
+        self.engine = Engine(build_detectors(config), self.store.upsert, engine_config, errors=self.ctx.errors)
         # (wall time done, seconds spent on the tick, engine thread CPU seconds spent on it)
         self.ticks: list[tuple[float, float, float]] = []
         self._spent = [0.0, 0.0]  # of the tick under way: every detector's advance and on_tick, and the store
