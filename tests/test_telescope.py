@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from blackout import addr
 from blackout.config import Config
 from blackout.detect.telescope import TelescopeConfig, TelescopeDetector, telescope_detectors, victim_view
 from blackout.engine import Engine, EngineConfig, Source
@@ -268,3 +269,26 @@ def test_cli_replay_then_attacks_json(tmp_path: Path) -> None:
     telescope = [r for r in listed if r["rule"] == "telescope"]
     assert [r["target"] for r in telescope] == ["75.136.225.254"]  # as test_moore_thresholds finds from tshark
     assert telescope[0]["total_packets"] == len(backscatter_sources(SLOW, DARK24)["75.136.225.254"]) * 2**24
+
+
+def test_counters_pass_the_inner_detectors_drops_to_the_engine() -> None:
+    """Backscatter rows with an impossible counter (0 packets) are left out by the inner DDoS detector and
+    counted; the engine's per-detector counters show them under "telescope", the rest still names victims."""
+    data = read_input(str(SYNACK))
+    table = pa.Table.from_batches(list(FILE_DECODERS["pcap"].read(str(SYNACK), data, DecodeContext())), FLOW_SCHEMA)
+    dark = ipaddress.ip_network(DARK24)
+    into_dark = np.array([ipaddress.ip_address(a) in dark for a in addr.to_strings(table.column("dst_addr"))])
+    synack = (table.column("protocol").to_numpy() == 6) & (table.column("tcp_flags").to_numpy() & 0x12 == 0x12)
+    broken = np.flatnonzero(into_dark & synack)[::7]  # SYN-ACKs into dark space: backscatter (Moore et al.)
+    packets = table.column("packets").to_numpy().copy()
+    packets[broken] = 0
+    table = table.set_column(table.schema.get_field_index("packets"), "packets", pa.array(packets, pa.uint64()))
+    cfg = Config.load(overrides=[f'telescope.prefixes=["{DARK24}"]', *EVERY_FLOW]).section("telescope", TelescopeConfig)
+    det = TelescopeDetector(cfg, NoEnrichment())
+    named: set[str] = set()
+    engine = Engine(
+        [det], sink=lambda ev: named.update(r["target"] for r in ev.get("attacks", [])), config=EngineConfig(tick_s=1.0)
+    )
+    stats = engine.run([Source("flows", Kind.FLOW, table.to_batches())], close_open=True)
+    assert stats.detectors["telescope"]["bad_rows"] == len(broken) > 0
+    assert named  # the other rows still name the reflectors

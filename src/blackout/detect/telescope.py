@@ -194,6 +194,11 @@ class TelescopeDetector:
         self.now_us = max(self.now_us, end_us)
         self.inner.finish(end_us, close_open)
 
+    def counters(self) -> dict[str, int]:
+        """The inner DDoS detector's counted drops (impossible rows, stale ticks, untracked targets,
+        evictions): the engine reports them under this detector's name."""
+        return self.inner.counters()
+
     def drain(self) -> dict[str, list[dict[str, Any]]]:
         """The attacks that met Moore's packet and duration minimums, as telescope records."""
         out = []
