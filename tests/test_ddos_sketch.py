@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from blackout.detect.grouping import group_by_key, group_exact, radix_argsort
-from blackout.detect.sketch import SparseCounter, dense_codes, fold_by_owner
+from blackout.detect.sketch import SparseCounter, dense_codes, fold_by_owner, hash3, hash3_one
 
 
 @pytest.mark.parametrize("high", [1 << 16, 1 << 40], ids=["small-keys", "large-keys"])
@@ -98,3 +98,12 @@ def test_top_matches_a_full_sort_with_ties() -> None:
     for k in (0, 1, 10, 9999, 10000, 29999, 30000, 40000):
         got = counter.top(k)
         assert [(counter.sums[i, 0], counter.keys[i]) for i in got.tolist()] == pairs[:k]
+
+
+def test_compiled_hash_has_the_same_bits() -> None:
+    """hash3_one (compiled code's target keys) must equal hash3 (numpy's), or state would split one target."""
+    rng = np.random.default_rng(2)
+    hi, lo = (rng.integers(0, 1 << 63, 1000).astype(np.uint64) * np.uint64(2) for _ in range(2))
+    tag = rng.integers(0, 256, 1000).astype(np.uint8)
+    want = hash3(hi, lo, tag)
+    assert [int(hash3_one(h, low, int(t))) for h, low, t in zip(hi, lo, tag, strict=True)] == want.tolist()

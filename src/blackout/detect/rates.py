@@ -26,7 +26,7 @@ from .. import addr
 from ..errors import ConfigError
 from .grouping import group_exact
 from .roles import N_ROLES, ROLE_LUT
-from .sketch import address_keys, group_keys, hash3
+from .sketch import address_keys, group_keys, hash3, hash3_one
 from .tick_columns import TickColumns
 from .vectors import ACK, ICMP, ICMP6, SYN, TCP, UDP
 
@@ -214,6 +214,29 @@ def _sum_into(rates: np.ndarray, src: np.ndarray, dst: np.ndarray, start: int, c
             rates[start + dst[i], c] += rates[src[i], c]
 
 
+@njit(cache=True)
+def _prefixes(
+    hi: np.ndarray,
+    lo: np.ndarray,
+    v4_len: int,
+    v4_hi: np.uint64,
+    v4_lo: np.uint64,
+    v6_len: int,
+    v6_hi: np.uint64,
+    v6_lo: np.uint64,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Each host's covering prefix: (masked high word, low word, length, key = hash3(...) | 2^63)."""
+    n = len(hi)
+    p_hi, p_lo = np.empty(n, np.uint64), np.empty(n, np.uint64)
+    p_len, keys = np.empty(n, np.uint8), np.empty(n, np.uint64)
+    for i in range(n):
+        v4 = hi[i] == 0 and (lo[i] >> np.uint64(32)) == np.uint64(0xFFFF)
+        length, mhi, mlo = (v4_len, v4_hi, v4_lo) if v4 else (v6_len, v6_hi, v6_lo)
+        p_hi[i], p_lo[i], p_len[i] = hi[i] & np.uint64(mhi), lo[i] & np.uint64(mlo), length
+        keys[i] = hash3_one(p_hi[i], p_lo[i], length) | _HIGH
+    return p_hi, p_lo, p_len, keys
+
+
 def _flow_weights(cols: TickColumns, raw_pk: np.ndarray, rate: np.ndarray) -> np.ndarray:
     """Flow count carried by each row: nonzero only on the first row of each distinct 5-tuple."""
     s_hi, s_lo = cols.src_words
@@ -250,15 +273,9 @@ def aggregate(
     host_keys, first, row_host = group_exact(address_keys(hi, lo), hi, lo, np.full(len(hi), HOST, np.uint8))
     h_hi, h_lo = hi[first], lo[first]
     n_hosts = len(first)
-    v4 = (h_hi == 0) & ((h_lo >> np.uint64(32)) == np.uint64(0xFFFF))
-    p_len = np.where(v4, 96 + prefix_v4, prefix_v6).astype(np.uint8)
-    p_hi, p_lo = h_hi.copy(), h_lo.copy()
-    for length in {96 + prefix_v4, prefix_v6}:
-        mhi, mlo = masks(length)
-        sel = p_len == length
-        p_hi[sel] &= mhi
-        p_lo[sel] &= mlo
-    p_keys, p_first, host_p = group_exact(hash3(p_hi, p_lo, p_len) | _HIGH, p_hi, p_lo, p_len)
+    v4_len, v6_len = 96 + prefix_v4, prefix_v6
+    p_hi, p_lo, p_len, p_keys = _prefixes(h_hi, h_lo, v4_len, *masks(v4_len), v6_len, *masks(v6_len))
+    p_keys, p_first, host_p = group_exact(p_keys, p_hi, p_lo, p_len)
     n_pref = len(p_keys)
     g_of_host = groups.match(h_hi, h_lo) if groups else np.full(n_hosts, -1, dtype=np.int64)
     in_group = np.flatnonzero(g_of_host >= 0)

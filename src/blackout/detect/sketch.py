@@ -40,6 +40,23 @@ def hash3(hi: np.ndarray, lo: np.ndarray, tag: np.ndarray | int) -> np.ndarray:
     return mix64(h ^ (np.asarray(tag, dtype=np.uint64) * _GOLD))
 
 
+@njit(cache=True, inline="always")
+def hash3_one(hi: np.uint64, lo: np.uint64, tag: int) -> np.uint64:  # pragma: no cover - compiled
+    """:func:`hash3` of one triple, for compiled code (the same bits)."""
+    h = _mix64_one(hi + _GOLD)
+    h = _mix64_one(h ^ lo)
+    return _mix64_one(h ^ (np.uint64(tag) * _GOLD))
+
+
+@njit(cache=True, inline="always")
+def _mix64_one(x: np.uint64) -> np.uint64:  # pragma: no cover - compiled
+    x = x ^ (x >> np.uint64(30))
+    x = x * _M1
+    x = x ^ (x >> np.uint64(27))
+    x = x * _M2
+    return x ^ (x >> np.uint64(31))
+
+
 def group_keys(keys: np.ndarray, runs: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sorted distinct keys, one row of each, inverse): np.unique's answer, 3-5x faster.
 
