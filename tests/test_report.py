@@ -91,3 +91,18 @@ def test_timeline_png_and_svg_are_valid_images(
 def test_bad_period_is_a_clear_error(kp: Replayed, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--asn", "131279", "--from", "2014-12-22", "--to", "2014-12-18", "--db", kp.db]) == 2
     assert "--to must be after --from" in capsys.readouterr().err
+
+
+def test_names_table_counts_what_it_skips(tmp_path: Path) -> None:
+    """A hostile names table: header, comment, a bad address, a one-column line and bytes that are not
+    UTF-8; the good lines are read and every other line but the header is reported by number."""
+    from blackout.explain.report import load_names
+
+    path = tmp_path / "names.csv"
+    path.write_bytes(
+        b"address,name\n175.45.176.8,DNS 1\n# comment\nnot-an-address,x\n175.45.176.9\n\xff\xfe,zz\n"
+        b"2001:db8::1,v6 host\n"
+    )
+    names, skipped = load_names(str(path))
+    assert names == {"175.45.176.8": "DNS 1", "2001:db8::1": "v6 host"}
+    assert skipped == [4, 5, 6]

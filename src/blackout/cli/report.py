@@ -74,9 +74,14 @@ def run(args: argparse.Namespace) -> int:
     if hi <= lo:
         raise ConfigError("--to must be after --from")
     try:
-        names = rp.load_names(args.names)
+        names, skipped = rp.load_names(args.names)
     except OSError as exc:
         raise ConfigError(f"{args.names}: cannot read the names table: {exc.strerror or exc}") from exc
+    if skipped:
+        print(
+            f"{args.names}: skipped {len(skipped)} line(s) that are not address,name (first: line {skipped[0]})",
+            file=sys.stderr,
+        )
     store = store_for(args)
     attacks, outages = store.events("attacks"), store.events("outages")
     signals = store.signals(etype, entity)

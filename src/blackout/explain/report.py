@@ -69,19 +69,25 @@ def country_name(code: str) -> str:
     return name
 
 
-def load_names(path: str | None) -> dict[str, str]:
-    """address → name from a CSV file (address,name; a header line is allowed)."""
+def load_names(path: str | None) -> tuple[dict[str, str], list[int]]:
+    """address → name from a CSV file (address,name; a header line is allowed), and the numbers of the
+    other lines that were not address,name: the caller says how many it skipped, not silently."""
     if not path:
-        return {}
+        return {}, []
     out: dict[str, str] = {}
-    with open(path, encoding="utf-8", newline="") as fh:
-        for row in csv.reader(fh):
-            if len(row) >= 2 and not row[0].startswith("#"):
-                try:
-                    out[str(ipaddress.ip_address(row[0].strip()))] = row[1].strip()
-                except ValueError:
-                    continue  # a header or a bad line
-    return out
+    skipped: list[int] = []
+    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+        for line, row in enumerate(csv.reader(fh), 1):
+            if not row or row[0].lstrip().startswith("#"):
+                continue
+            try:
+                if len(row) < 2:
+                    raise ValueError(row)
+                out[str(ipaddress.ip_address(row[0].strip()))] = row[1].strip()
+            except ValueError:
+                if line > 1:  # the first line may be a header
+                    skipped.append(line)
+    return out, skipped
 
 
 def _us(text: str | None) -> int:
