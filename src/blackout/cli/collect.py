@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -30,7 +28,7 @@ from ..pipeline import build_detectors, flow_keeper
 from ..serve.alerts import router_for
 from ..sources import DecodeContext
 from ..store import StoreConfig
-from .common import add_config_args, add_db_arg, load_config, store_for
+from .common import add_config_args, add_db_arg, install_stop_signals, load_config, store_for
 
 HELP = "listen for NetFlow v5/v9, IPFIX and sFlow on UDP and BMP on TCP, and detect live into the store"
 EPILOG = """examples:
@@ -109,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     stops = ([udp.stop] if udp else []) + [b.stop for b in bmps] + ([cap.stop] if cap else [])
     store = store_for(args)
     router = router_for(config, store.upsert)  # the store, then alerts and mitigation ([alerts], [mitigation])
-    _install_signals(stops)
+    install_stop_signals(stops, "blackout collect: stopping, storing what was received")
     if udp:
         udp.start()
     for b in bmps:
@@ -205,17 +203,3 @@ def _print(report: dict[str, Any], as_json: bool) -> None:
     for exporter, counts in report["exporters"].items():
         print(f"{exporter}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()), flush=True)
     print(f"kernel drops: {report['kernel_drops']}", flush=True)
-
-
-def _install_signals(stops: list[threading.Event]) -> None:
-    """First SIGTERM/SIGINT: stop receiving, let the engine flush; second: exit at once."""
-
-    def handler(signum: int, _frame: Any) -> None:
-        if all(stop.is_set() for stop in stops):
-            os._exit(128 + signum)
-        for stop in stops:
-            stop.set()
-        print("blackout collect: stopping, storing what was received (signal again to exit at once)", file=sys.stderr)
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from typing import Any
 
 from ..config import Config
@@ -55,3 +57,18 @@ def progress(total: int, desc: str, unit: str = "B") -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, disable=not interactive(), leave=False)
+
+
+def install_stop_signals(stops: list[threading.Event], stopping: str) -> None:
+    """First SIGTERM/SIGINT: set every stop event and print ``stopping`` (the command drains, stores and
+    exits 0); a second: exit at once with 128 + the signal, as a shell reports a killed job."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        if all(stop.is_set() for stop in stops):
+            os._exit(128 + signum)
+        for stop in stops:
+            stop.set()
+        print(f"{stopping} (signal again to exit at once)", file=sys.stderr)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

@@ -25,8 +25,7 @@ from ..pipeline import build_detectors
 from ..probe import BELIEF_DOWN, ProbeConfig, Prober, Targets
 from ..serve.alerts import router_for
 from ..store import DEFAULT_PATH, open_store
-from .collect import _install_signals
-from .common import add_config_args
+from .common import add_config_args, install_stop_signals
 
 HELP = "probe /24 blocks (ICMP echo or TCP) Trinocular-style and detect outages live into the store"
 EPILOG = """examples:
@@ -83,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     out: IO[str] | None = open(args.out, "a") if args.out else None  # noqa: SIM115 - closed below
     prober = Prober(targets, probe_config(args, config.section("probe", ProbeConfig)), out=out)
     stop = threading.Event()
-    _install_signals([stop])
+    install_stop_signals([stop], "blackout probe: stopping, storing what was probed")
     db = args.db if args.db is not None or args.out is None else None
     store = open_store(db) if db is not None else None
     router = router_for(config, store.upsert if store else None)

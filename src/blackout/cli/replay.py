@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import threading
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 from ..engine import RunStats
 from ..events import iso
 from ..pipeline import Inputs, replay
-from .common import add_config_args, add_db_arg, load_config, print_json, progress, store_for
+from .common import add_config_args, add_db_arg, install_stop_signals, load_config, print_json, progress, store_for
 
 HELP = "replay recorded telemetry (pcap, flow exports, MRT, probes) through the detectors into the store"
 EPILOG = """examples:
@@ -45,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args)
     store = store_for(args)
     stop = threading.Event()
-    _install_signals(stop)
+    install_stop_signals([stop], "blackout replay: stopping after the current batch")
     total = sum(os.path.getsize(f) for f in args.files if os.path.isfile(f))
     with progress(total, "replay") as bar:
         stats, inputs = replay(args.files, store, config, on_file_done=lambda _p, size: bar.update(size), stop=stop)
@@ -60,19 +59,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_summary(summary)
     return 2 if inputs.failures else 0
-
-
-def _install_signals(stop: threading.Event) -> None:
-    """First SIGTERM/SIGINT: stop reading input and let the engine flush; second: exit at once."""
-
-    def handler(signum: int, _frame: Any) -> None:
-        if stop.is_set():
-            os._exit(128 + signum)
-        stop.set()
-        print("blackout replay: stopping after the current batch (signal again to exit at once)", file=sys.stderr)
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
 
 
 def run_summary(stats: RunStats, inputs: Inputs, attacks: int, outages: int, db: str) -> dict[str, Any]:
