@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
+from ..detect.ddos_config import DdosConfig
+from ..engine import EngineConfig
 from ..errors import BlackoutError
 from ..pipeline import replay
 from ..scenario.kp2014 import SEED, plan
@@ -67,11 +69,11 @@ def demo_defaults(root: Path) -> dict[str, dict[str, Any]]:
     cut that fifteenfold (10 s ticks took 3:03 warm on an idle 2-core machine, over the 3 min
     target).  Rates are still per second over the tick, the scenario holds its peaks for two
     minutes and its background is exported per minute, so peaks and attacks are measured the
-    same; end_ticks = 2 keeps the default 30 s of quiet that ends an attack.
+    same; end_ticks is scaled to keep the default quiet time that ends an attack (30 s: 2 ticks).
     """
     return {
         "engine": {"tick_s": DEMO_TICK_S},
-        "ddos": {"end_ticks": 2},
+        "ddos": {"end_ticks": max(1, round(DdosConfig.end_ticks * EngineConfig.tick_s / DEMO_TICK_S))},
         "enrich": {
             "rir_files": [str(root / "rir/delegated-apnic-20141102.txt")],
             "asnames_file": str(root / "asn/asnames.json.gz"),
