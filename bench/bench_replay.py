@@ -10,7 +10,8 @@ rival here: the figure to beat is issue 8's budget (demo under 3 minutes on 2
 cores).  Prints CPU seconds with the load average (the machine is shared: compare
 CPU seconds, not wall time), events/s, flows/s, the split and a final JSON line.
 
-Recorded on the shared 2-core machine, whole replay:
+History, not a comparison (each run at its own load, the second with py-spy attached), whole replay
+on the shared 2-core machine:
   before (d22666d): 441 s wall, 247.5 s CPU at load ~4.5; the outage detector
     (Attributor) 313 s of the wall time — ~40 rebuilds of the full LPM table
     (numpy 2's hash unique: 2.4 s each), ~25 numpy calls per series per bin;
