@@ -7,6 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from blackout.detect.baseline import index_find
 from blackout.detect.grouping import group_by_key, group_exact, radix_argsort
 from blackout.detect.sketch import SparseCounter, dense_codes, fold_by_owner, hash3, hash3_one
 
@@ -107,3 +108,17 @@ def test_compiled_hash_has_the_same_bits() -> None:
     tag = rng.integers(0, 256, 1000).astype(np.uint8)
     want = hash3(hi, lo, tag)
     assert [int(hash3_one(h, low, int(t))) for h, low, t in zip(hi, lo, tag, strict=True)] == want.tolist()
+
+
+def test_state_index_search_matches_a_dict() -> None:
+    """The galloping search of the targets' sorted index finds exactly what a dict finds, for keys that
+    ascend in runs (hosts, then prefixes, then groups) or not at all."""
+    rng = np.random.default_rng(3)
+    index = np.unique(rng.integers(0, 1 << 40, 5000).astype(np.uint64))
+    slots = rng.permutation(len(index)).astype(np.int64)
+    where = dict(zip(index.tolist(), slots.tolist(), strict=True))
+    probe = np.concatenate([index[::3], rng.integers(0, 1 << 40, 3000).astype(np.uint64)])
+    for keys in (np.sort(probe), rng.permutation(probe), np.concatenate([np.sort(probe)[::-1][:50], np.sort(probe)])):
+        got = index_find(index, slots, keys)
+        assert got.tolist() == [where.get(k, -1) for k in keys.tolist()]
+    assert index_find(index[:0], slots[:0], probe).tolist() == [-1] * len(probe)

@@ -87,11 +87,8 @@ class TargetState:
         When slots run short, new targets are admitted heaviest first (by ``weight``,
         e.g. pps): a flood's target must not lose its slot to one-packet noise.
         """
-        pos = np.searchsorted(self.index_keys, keys)
-        found = pos < len(self.index_keys)
-        found[found] = self.index_keys[pos[found]] == keys[found]
-        slots = np.full(len(keys), -1, dtype=np.int64)
-        slots[found] = self.index_slots[pos[found]]
+        slots = index_find(self.index_keys, self.index_slots, keys)
+        found = slots >= 0
         new = np.flatnonzero(~found)
         if len(new):
             new = new[np.lexsort((keys[new], -weight[new]))]
@@ -104,13 +101,7 @@ class TargetState:
             at = np.searchsorted(self.index_keys, keys[fresh][order])
             self.index_keys = np.insert(self.index_keys, at, keys[fresh][order])
             self.index_slots = np.insert(self.index_slots, at, got[order])
-        ok = slots >= 0
-        clash = np.zeros(len(keys), dtype=bool)
-        clash[ok] = (self.hi[slots[ok]] != hi[ok]) | (self.lo[slots[ok]] != lo[ok]) | (self.tag[slots[ok]] != tag[ok])
-        if clash.any():
-            self.collisions += int(clash.sum())
-            slots[clash] = -1
-        self.last_us[slots[slots >= 0]] = start_us
+        self.collisions += _check(slots, hi, lo, tag, self.hi, self.lo, self.tag, self.last_us, start_us)
         return slots
 
     def find(self, keys: np.ndarray, hi: np.ndarray, lo: np.ndarray, tag: int) -> np.ndarray:
@@ -229,6 +220,61 @@ class TickRules:
     floor: np.ndarray  # (2,) pps and bps floors
     base_cols: np.ndarray  # (2,) columns of pps and bps among ``smoothed``
     max_inpaint_us: float
+
+
+@njit(cache=True)
+def index_find(index_keys: np.ndarray, index_slots: np.ndarray, keys: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """Slot of each key in the sorted index, -1 for none: a binary search that starts where the last one
+    ended while the keys ascend (a tick's targets are sorted runs), so it walks the index once."""
+    n = len(index_keys)
+    slots = np.full(len(keys), -1, dtype=np.int64)
+    lo = 0
+    for i in range(len(keys)):
+        k = keys[i]
+        if i == 0 or k < keys[i - 1]:
+            lo = 0
+        step = 1  # gallop from lo, then bisect
+        hi = lo
+        while hi < n and index_keys[hi] < k:
+            lo = hi + 1
+            hi = lo + step
+            step *= 2
+        hi = min(hi, n)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if index_keys[mid] < k:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < n and index_keys[lo] == k:
+            slots[i] = index_slots[lo]
+    return slots
+
+
+@njit(cache=True)
+def _check(
+    slots: np.ndarray,
+    hi: np.ndarray,
+    lo: np.ndarray,
+    tag: np.ndarray,
+    slot_hi: np.ndarray,
+    slot_lo: np.ndarray,
+    slot_tag: np.ndarray,
+    last_us: np.ndarray,
+    start_us: int,
+) -> int:  # pragma: no cover - compiled
+    """Drop the slots whose target is another one with the same key (counted), mark the rest seen now."""
+    clashes = 0
+    for i in range(len(slots)):
+        s = slots[i]
+        if s < 0:
+            continue
+        if slot_hi[s] != hi[i] or slot_lo[s] != lo[i] or slot_tag[s] != tag[i]:
+            slots[i] = -1
+            clashes += 1
+        else:
+            last_us[s] = start_us
+    return clashes
 
 
 @njit(cache=True)
