@@ -208,9 +208,9 @@ class TickRules:
     profile: np.ndarray  # int64 per target: row of ``profiles``
     profiles: np.ndarray  # (profiles, rules) thresholds, inf when off
     active: np.ndarray  # int64 rules some profile switches on, ascending
-    rule_metric: np.ndarray  # int64 metric of each rule
+    rule_metric: np.ndarray  # int64 per rule: its metric's column in the tick's rates (active rules only)
     rule_col: np.ndarray  # int64 per active rule: its metric's column among ``smoothed``
-    smoothed: np.ndarray  # int64 metrics whose smoothed rate is kept
+    smoothed: np.ndarray  # int64 columns in the tick's rates of the metrics whose smoothed rate is kept
     average_s: float  # smoothing time (0: raw rates)
     baseline: bool
     warm: bool  # the baseline rule may fire (warm-up over)

@@ -92,11 +92,15 @@ class DdosDetector:
         # only the rules some profile switches on are checked, only their metrics smoothed
         self.active = np.flatnonzero(np.isfinite(self.profiles).any(axis=0))
         used = {int(m) for m in RULE_METRIC[self.active]} | (set(BASE_METRICS) if cfg.baseline else set())
-        self.smoothed = np.array(sorted(used), dtype=np.int64)
-        self.rule_col = np.searchsorted(self.smoothed, RULE_METRIC[self.active])
-        self.flows_rule = M["flows"] in used
-        self.base_cols = np.minimum(np.searchsorted(self.smoothed, BASE_METRICS), len(self.smoothed) - 1)
-        self.state = TargetState(len(self.smoothed), cfg.max_targets)
+        smoothed = np.array(sorted(used), dtype=np.int64)
+        self.rule_col = np.searchsorted(smoothed, RULE_METRIC[self.active])
+        self.base_cols = np.minimum(np.searchsorted(smoothed, BASE_METRICS), len(smoothed) - 1)
+        # the tick's rates hold only these metrics (pps and bps always: admission weight, attack stats)
+        self.metrics = np.array(sorted(used | set(BASE_METRICS)), dtype=np.int64)
+        self.smoothed_raw = np.searchsorted(self.metrics, smoothed)  # their columns in the tick's rates
+        self.rule_raw = np.zeros(len(RULES), dtype=np.int64)
+        self.rule_raw[self.active] = np.searchsorted(self.metrics, RULE_METRIC[self.active])
+        self.state = TargetState(len(smoothed), cfg.max_targets)
         self.episodes: dict[int, Episode] = {}
         self.out: dict[str, dict[str, Any]] = {}
         self.first_us: int | None = None
@@ -162,7 +166,7 @@ class DdosDetector:
     def _tick(self, tick: Tick, cols: TickColumns, tick_us: int) -> None:
         cfg = self.cfg
         start = tick.start_us
-        agg = aggregate(cols, tick_us / 1e6, cfg.prefix_v4, cfg.prefix_v6, self.group_matcher, self.flows_rule)
+        agg = aggregate(cols, tick_us / 1e6, cfg.prefix_v4, cfg.prefix_v6, self.group_matcher, self.metrics)
         slots = self.state.lookup(agg.keys, agg.hi, agg.lo, agg.tag, start, agg.rates[:, M["pps"]])
         tracked = np.flatnonzero(slots >= 0)
         slots = slots[tracked]
@@ -200,9 +204,9 @@ class DdosDetector:
             profile=profile,
             profiles=self.profiles,
             active=self.active,
-            rule_metric=RULE_METRIC,
+            rule_metric=self.rule_raw,
             rule_col=self.rule_col,
-            smoothed=self.smoothed,
+            smoothed=self.smoothed_raw,
             average_s=cfg.average_calculation_time,
             baseline=cfg.baseline,
             warm=tick.start_us - first >= cfg.baseline_warmup_s * 1e6,

@@ -115,7 +115,7 @@ class TickRates:
     lo: np.ndarray
     tag: np.ndarray  # uint8: HOST (128), prefix length, or GROUP (255)
     group: np.ndarray  # int64 host group of the target (-1 none); for GROUP targets, the group itself
-    rates: np.ndarray  # (targets, len(METRICS)) per second
+    rates: np.ndarray  # (targets, len(metrics)) per second: column c is metric metrics[c] (pps, bps first)
     row_host: np.ndarray
     host_prefix: np.ndarray
     host_group: np.ndarray
@@ -139,18 +139,28 @@ assert all(M[f"{name}_bps"] == M[f"{name}_pps"] + 1 for name in ("tcp", "tcp_syn
 
 
 def host_rates(
-    cols: TickColumns, inv: np.ndarray, hosts: int, rates: np.ndarray, tick_s: float, flows_rule: bool
+    cols: TickColumns, inv: np.ndarray, hosts: int, rates: np.ndarray, tick_s: float, metrics: np.ndarray
 ) -> np.ndarray:
-    """Fill rates[:hosts] (row r goes to host inv[r]) in one pass over the rows, one more for flows if a
-    rule needs it; return the packets each host was asked for per role (see :mod:`.roles`)."""
+    """Fill rates[:hosts] with the ``metrics`` (row r goes to host inv[r]) in one pass over the rows, one
+    more for flows if asked; return the packets each host was asked for per role (see :mod:`.roles`)."""
     c = cols
+    column = np.full(len(METRICS), -1, dtype=np.int64)
+    column[metrics] = np.arange(len(metrics))
+    classes = bool((column[_TCP_PPS:] >= 0).any())  # METRICS: pps, bps, flows, then the per-class ones
     asked = _class_sums(
-        inv, hosts, c.protocol, c.tcp_flags, c.fragment, c.packets, c.rate, c.bytes, c.dst_port, ROLE_LUT, tick_s, rates
-    )
-    if flows_rule:
+        inv, hosts, c.protocol, c.tcp_flags, c.fragment, c.packets, c.rate, c.bytes, c.dst_port, ROLE_LUT, tick_s,
+        column, classes, rates,
+    )  # fmt: skip
+    if column[M["flows"]] >= 0:
         weights = _flow_weights(cols, cols.packets, cols.rate)
-        rates[:hosts, M["flows"]] = np.bincount(inv, weights=weights, minlength=hosts) / tick_s
+        rates[:hosts, column[M["flows"]]] = np.bincount(inv, weights=weights, minlength=hosts) / tick_s
     return asked
+
+
+@njit(cache=True, inline="always")
+def _add(rates: np.ndarray, h: int, column: int, value: float) -> None:  # pragma: no cover - compiled
+    if column >= 0:
+        rates[h, column] += value
 
 
 @njit(cache=True)
@@ -166,14 +176,21 @@ def _class_sums(
     dst_port: np.ndarray,
     role_lut: np.ndarray,
     tick_s: float,
+    column: np.ndarray,
+    classes: bool,
     rates: np.ndarray,
 ) -> np.ndarray:  # pragma: no cover - compiled
-    """rates[:hosts] by one pass over the rows (each row adds to the total, its protocol's and, if a
-    fragment, the fragment metrics); return the packets asked per (host, role): exchanges (UDP, TCP
-    with ACK) toward a service port, as :func:`.roles.service_rows` picks them."""
+    """rates[:hosts] by one pass over the rows: each row adds to the total and, when some class metric is
+    watched (``classes``), to its protocol's, the SYN and the fragment metrics (metric m goes to column
+    column[m], nowhere if -1; the class tests cost ~3x the totals, so unwatched they are skipped); return
+    the packets asked per (host, role): exchanges (UDP, TCP with ACK) toward a service port, as
+    :func:`.roles.service_rows` picks them."""
     rates[:hosts] = 0.0
     asked = np.zeros((hosts, N_ROLES))
     per_s, bits_per_s = 1.0 / tick_s, 8.0 / tick_s
+    tcp, tcp_b, syn, syn_b = column[_TCP_PPS], column[_TCP_PPS + 1], column[_SYN_PPS], column[_SYN_PPS + 1]
+    udp, udp_b, icmp, icmp_b = column[_UDP_PPS], column[_UDP_PPS + 1], column[_ICMP_PPS], column[_ICMP_PPS + 1]
+    frag, frag_b = column[_FRAG_PPS], column[_FRAG_PPS + 1]
     for r in range(len(inv)):
         h = inv[r]
         corrected = packets[r] * rate[r]
@@ -182,21 +199,22 @@ def _class_sums(
         rates[h, _PPS] += pps
         rates[h, _BPS] += bps
         p = protocol[r]
-        if p == TCP:
-            rates[h, _TCP_PPS] += pps
-            rates[h, _TCP_PPS + 1] += bps
-            if flags[r] & SYN:
-                rates[h, _SYN_PPS] += pps
-                rates[h, _SYN_PPS + 1] += bps
-        elif p == UDP:
-            rates[h, _UDP_PPS] += pps
-            rates[h, _UDP_PPS + 1] += bps
-        elif p == ICMP or p == ICMP6:  # noqa: SIM109 (numba: no tuple membership of ints)
-            rates[h, _ICMP_PPS] += pps
-            rates[h, _ICMP_PPS + 1] += bps
-        if fragment[r]:
-            rates[h, _FRAG_PPS] += pps
-            rates[h, _FRAG_PPS + 1] += bps
+        if classes:
+            if p == TCP:
+                _add(rates, h, tcp, pps)
+                _add(rates, h, tcp_b, bps)
+                if flags[r] & SYN:
+                    _add(rates, h, syn, pps)
+                    _add(rates, h, syn_b, bps)
+            elif p == UDP:
+                _add(rates, h, udp, pps)
+                _add(rates, h, udp_b, bps)
+            elif p == ICMP or p == ICMP6:  # noqa: SIM109 (numba: no tuple membership of ints)
+                _add(rates, h, icmp, pps)
+                _add(rates, h, icmp_b, bps)
+            if fragment[r]:
+                _add(rates, h, frag, pps)
+                _add(rates, h, frag_b, bps)
         role = role_lut[dst_port[r]]
         if role >= 0 and (p == UDP or (p == TCP and flags[r] & ACK)):
             asked[h, role] += corrected
@@ -260,15 +278,19 @@ def aggregate(
     prefix_v4: int,
     prefix_v6: int,
     groups: PrefixMatcher,
-    flows_rule: bool = True,
+    metrics: np.ndarray | None = None,
 ) -> TickRates:
     """Rates of every host, prefix and host-group target present in the tick.
 
     Rows are grouped into hosts (one hash pass over the rows), hosts into
     prefixes and groups (over the distinct hosts only), so the cost is one
-    pass over the rows and a sort of the distinct hosts.  Flows/s is counted
-    only when a flows rule is on (``flows_rule``): it costs a sort of the rows.
+    pass over the rows and a sort of the distinct hosts.  Only the ``metrics``
+    asked for are summed (sorted metric indices, pps and bps among them; default
+    all): the detector watches few, and narrow rows keep the per-row pass in
+    cache.  Flows/s costs a sort of the rows.
     """
+    metrics = np.arange(len(METRICS)) if metrics is None else np.asarray(metrics, np.int64)
+    assert metrics[0] == _PPS and metrics[1] == _BPS, "pps and bps are columns 0 and 1"
     hi, lo = cols.dst_hi, cols.dst_lo
     host_keys, first, row_host = group_exact(address_keys(hi, lo), hi, lo, np.full(len(hi), HOST, np.uint8))
     h_hi, h_lo = hi[first], lo[first]
@@ -281,8 +303,8 @@ def aggregate(
     in_group = np.flatnonzero(g_of_host >= 0)
     g_ids, host_g = np.unique(g_of_host[in_group], return_inverse=True)
     n_grp = len(g_ids)
-    rates = np.empty((n_hosts + n_pref + n_grp, len(METRICS)), dtype=np.float64)
-    asked = host_rates(cols, row_host, n_hosts, rates, tick_s, flows_rule)
+    rates = np.empty((n_hosts + n_pref + n_grp, len(metrics)), dtype=np.float64)
+    asked = host_rates(cols, row_host, n_hosts, rates, tick_s, metrics)
     _sum_into(rates, np.arange(n_hosts), host_p, n_hosts, n_pref)
     _sum_into(rates, in_group, host_g, n_hosts + n_pref, n_grp)
     host_group = np.full(n_hosts, -1, dtype=np.int64)
