@@ -186,7 +186,7 @@ def _class_sums(
     the packets asked per (host, role): exchanges (UDP, TCP with ACK) toward a service port, as
     :func:`.roles.service_rows` picks them."""
     rates[:hosts] = 0.0
-    asked = np.zeros((hosts, N_ROLES))
+    asked = np.zeros((hosts, N_ROLES + 1))  # + scratch
     per_s, bits_per_s = 1.0 / tick_s, 8.0 / tick_s
     tcp, tcp_b, syn, syn_b = column[_TCP_PPS], column[_TCP_PPS + 1], column[_SYN_PPS], column[_SYN_PPS + 1]
     udp, udp_b, icmp, icmp_b = column[_UDP_PPS], column[_UDP_PPS + 1], column[_ICMP_PPS], column[_ICMP_PPS + 1]
@@ -215,10 +215,10 @@ def _class_sums(
             if fragment[r]:
                 _add(rates, h, frag, pps)
                 _add(rates, h, frag_b, bps)
-        role = role_lut[dst_port[r]]
-        if role >= 0 and (p == UDP or (p == TCP and flags[r] & ACK)):
-            asked[h, role] += corrected
-    return asked
+        role = role_lut[dst_port[r]]  # no branch (a flood's rows mispredict it): others add to the scratch column
+        asks = (role >= 0) & ((p == UDP) | ((p == TCP) & ((flags[r] & ACK) != 0)))
+        asked[h, role if asks else N_ROLES] += corrected
+    return asked[:, :N_ROLES]
 
 
 @njit(cache=True)
