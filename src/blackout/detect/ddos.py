@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
+from numba import njit
 
 from .. import addr
 from ..enrich.base import Enricher, NoEnrichment
@@ -225,10 +226,10 @@ class DdosDetector:
         if not flows.num_rows:
             return None
         cols = TickColumns.of(flows)
+        if not _impossible(cols.packets, cols.bytes):  # one compiled pass; the mask only when some row is bad
+            return cols
         size = cols.bytes / np.maximum(cols.packets, 1.0)
         ok = (cols.packets > 0) & (size >= MIN_PACKET_BYTES) & (size <= MAX_PACKET_BYTES)
-        if ok.all():
-            return cols
         self.bad_rows += int(len(ok) - ok.sum())
         return cols.select(ok)
 
@@ -363,3 +364,13 @@ def attacks_summary(records: list[dict[str, Any]], top: int = 10) -> dict[str, A
         "by_rule": dict(sorted(by_rule.items(), key=lambda kv: (-kv[1], kv[0]))),
         "top_targets": ranked[:top],
     }
+
+
+@njit(cache=True)
+def _impossible(packets: np.ndarray, nbytes: np.ndarray) -> bool:  # pragma: no cover - compiled
+    """Whether some row has no packets or not MIN..MAX_PACKET_BYTES bytes per packet (see _sane)."""
+    for r in range(len(packets)):
+        size = nbytes[r] / max(packets[r], 1.0)
+        if not (packets[r] > 0 and size >= MIN_PACKET_BYTES and size <= MAX_PACKET_BYTES):
+            return True
+    return False

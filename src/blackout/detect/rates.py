@@ -124,9 +124,11 @@ class TickRates:
     def rows_of(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(flow rows, owning target) of every row that goes to one of the targets (rows may repeat)."""
         rows_out, owners = [], []
+        wanted = np.zeros(len(self.keys) + 1, dtype=bool)  # the extra last entry: owner -1 (no group)
+        wanted[targets] = True
         for per_host in (np.arange(len(self.host_prefix)), self.host_prefix, self.host_group):
             owner = per_host[self.row_host]
-            rows = np.flatnonzero(np.isin(owner, targets))
+            rows = np.flatnonzero(wanted[owner])
             rows_out.append(rows)
             owners.append(owner[rows])
         return np.concatenate(rows_out), np.concatenate(owners)
