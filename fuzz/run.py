@@ -65,6 +65,10 @@ def run_target(target: str, args: argparse.Namespace) -> dict[str, object]:
         "seconds": round(elapsed, 1),
         "artifacts": found,
     }
+    if "run interrupted" in out:
+        # libFuzzer exits 0 on SIGINT/SIGTERM; a target stopped from outside did not finish its inputs
+        result["ok"] = False
+        result["interrupted"] = True
     if proc.returncode != 0 and found and all(Path(f).name.startswith(f"{target}-timeout-") for f in found):
         # A timeout under load (other targets, other tests on 2 cores) is checked again alone: only one
         # that still takes over --timeout seconds is a hang.
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     results = [by_target[t] for t in args.targets]
     print(f"{'target':10} {'inputs':>10} {'inputs/s':>9} {'to 1M':>7} {'rss MB':>7} {'s':>6}  outcome")
     for r in results:
-        outcome = "ok" if r["ok"] else f"FAILED {r['artifacts']}"
+        outcome = "ok" if r["ok"] else "INTERRUPTED" if r.get("interrupted") else f"FAILED {r['artifacts']}"
         to_1m = f"{r['projected_s_to_1m'] / 60:.0f} min" if r["projected_s_to_1m"] else "-"
         print(
             f"{r['target']:10} {r['inputs']:>10,} {r['inputs_per_s']:>9,} {to_1m:>7} {r['peak_rss_mb']:>7} "

@@ -7,8 +7,10 @@ input taking over a second, or on memory over 2 GiB; `make fuzz` is the long run
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,3 +31,33 @@ def test_short_fuzz_run_of_every_target(tmp_path: Path) -> None:
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
     assert "total " in proc.stdout
+
+
+def test_an_interrupted_target_is_not_ok(tmp_path: Path) -> None:
+    """libFuzzer exits 0 when SIGTERM stops it, so a target someone interrupted must not read as a
+    clean run of its inputs (two `make fuzz` targets once stopped early like that and said "ok")."""
+    run = subprocess.Popen(
+        [sys.executable, str(ROOT / "fuzz/run.py"), "config", "--seconds", "60", "--artifacts", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "BLACKOUT_FUZZ_DIR": str(tmp_path / "corpus")},
+    )
+    harness = None
+    for _ in range(300):  # the harness process appears once run.py has started it
+        found = subprocess.run(["pgrep", "-P", str(run.pid)], capture_output=True, text=True).stdout.split()
+        if found:
+            harness = int(found[0])
+            break
+        time.sleep(0.1)
+    assert harness is not None
+    corpus = tmp_path / "corpus" / "config"  # written after the warm-up, just before libFuzzer starts
+    for _ in range(600):
+        if corpus.is_dir() and any(corpus.iterdir()):
+            break
+        time.sleep(0.1)
+    time.sleep(3)  # into fuzzing: libFuzzer's own signal handler is in place
+    os.kill(harness, signal.SIGTERM)  # what `kill` sends; libFuzzer catches it and exits 0
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 1, out + err[-2000:]
+    assert "INTERRUPTED" in out
