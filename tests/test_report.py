@@ -106,3 +106,18 @@ def test_names_table_counts_what_it_skips(tmp_path: Path) -> None:
     names, skipped = load_names(str(path))
     assert names == {"175.45.176.8": "DNS 1", "2001:db8::1": "v6 host"}
     assert skipped == [4, 5, 6]
+
+
+def test_names_table_skips_an_oversized_field(tmp_path: Path) -> None:
+    """A name longer than csv's field limit raised csv.Error out of load_names (a traceback from
+    `blackout report --names`); now that line is counted and the lines after it are still read."""
+    import csv
+
+    from blackout.explain.report import load_names
+
+    path = tmp_path / "names.csv"
+    huge = "x" * (csv.field_size_limit() + 1)
+    path.write_text(f"address,name\n175.45.176.8,{huge}\n175.45.176.9,DNS 2\n")
+    names, skipped = load_names(str(path))
+    assert names == {"175.45.176.9": "DNS 2"}
+    assert skipped == [2]

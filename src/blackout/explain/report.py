@@ -77,7 +77,15 @@ def load_names(path: str | None) -> tuple[dict[str, str], list[int]]:
     out: dict[str, str] = {}
     skipped: list[int] = []
     with open(path, encoding="utf-8", errors="replace", newline="") as fh:
-        for line, row in enumerate(csv.reader(fh), 1):
+        reader = csv.reader(fh)
+        while True:
+            try:  # csv.Error (a field past csv.field_size_limit): that line is skipped, the reader goes on
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error:
+                skipped.append(reader.line_num)
+                continue
             if not row or row[0].lstrip().startswith("#"):
                 continue
             try:
@@ -85,8 +93,8 @@ def load_names(path: str | None) -> tuple[dict[str, str], list[int]]:
                     raise ValueError(row)
                 out[str(ipaddress.ip_address(row[0].strip()))] = row[1].strip()
             except ValueError:
-                if line > 1:  # the first line may be a header
-                    skipped.append(line)
+                if reader.line_num > 1:  # the first line may be a header
+                    skipped.append(reader.line_num)
     return out, skipped
 
 
