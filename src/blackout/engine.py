@@ -302,9 +302,11 @@ class Engine:
             rest = []
             for batch, ts in s.pending:
                 cut = len(ts) if until is None else int(np.searchsorted(ts, until, side="left"))
-                if cut:
-                    parts.append(batch.slice(0, cut))
-                    times.append(ts[:cut])
+                if not cut:  # the common case over a long lateness: the whole run waits, kept as it is
+                    rest.append((batch, ts))
+                    continue
+                parts.append(batch.slice(0, cut))
+                times.append(ts[:cut])
                 if cut < len(ts):
                     rest.append((batch.slice(cut), ts[cut:]))
             s.pending = rest
