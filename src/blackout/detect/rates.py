@@ -154,7 +154,7 @@ def host_rates(
         column, classes, rates,
     )  # fmt: skip
     if column[M["flows"]] >= 0:
-        weights = _flow_weights(cols, cols.packets, cols.rate)
+        weights = _flow_weights(cols)
         rates[:hosts, column[M["flows"]]] = np.bincount(inv, weights=weights, minlength=hosts) / tick_s
     return asked
 
@@ -257,7 +257,7 @@ def _prefixes(
     return p_hi, p_lo, p_len, keys
 
 
-def _flow_weights(cols: TickColumns, raw_pk: np.ndarray, rate: np.ndarray) -> np.ndarray:
+def _flow_weights(cols: TickColumns) -> np.ndarray:
     """Flow count carried by each row: nonzero only on the first row of each distinct 5-tuple."""
     s_hi, s_lo = cols.src_words
     d_hi, d_lo = cols.dst_hi, cols.dst_lo
@@ -268,9 +268,9 @@ def _flow_weights(cols: TickColumns, raw_pk: np.ndarray, rate: np.ndarray) -> np
     )
     key = hash3(s_hi ^ (d_lo * np.uint64(3)), s_lo ^ d_hi, ports)  # an estimate: collisions only merge two flows
     _, first, inv = group_keys(key)
-    seen = np.bincount(inv, weights=raw_pk)
+    seen = np.bincount(inv, weights=cols.packets)
     out = np.zeros(len(key), dtype=np.float64)
-    out[first] = np.where(seen <= 1, rate[first], 1.0)
+    out[first] = np.where(seen <= 1, cols.rate[first], 1.0)
     return out
 
 
