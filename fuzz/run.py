@@ -66,7 +66,8 @@ def run_target(target: str, args: argparse.Namespace) -> dict[str, object]:
         "artifacts": found,
     }
     if "run interrupted" in out:
-        # libFuzzer exits 0 on SIGINT/SIGTERM; a target stopped from outside did not finish its inputs
+        # stopped from outside (SIGINT/SIGTERM: libFuzzer exits with its -interrupt_exitcode, 72, measured
+        # here): not a finding, and not a finished run of its inputs either
         result["ok"] = False
         result["interrupted"] = True
     if proc.returncode != 0 and found and all(Path(f).name.startswith(f"{target}-timeout-") for f in found):
