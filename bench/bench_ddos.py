@@ -6,8 +6,9 @@ row per packet) laid over a synthetic background of one-packet flows toward
 Printed, on the same rows:
 
 * ``engine alone``: the engine with a detector that does nothing (the floor);
-* ``engine + ddos``: blackout's DDoS detector through the engine (all rules
-  on, the flood found), and ``in the detector``: the time spent inside the
+* ``engine + ddos``: blackout's DDoS detector through the engine (its default
+  rules: pps and Mbps thresholds, the baseline; flows/s and the per-protocol
+  rates are off, so they are not timed here; the flood found), and ``in the detector``: the time spent inside the
   detector alone, wall and CPU, warm: a first detector has run the first
   second of the rows, so loading the compiled kernels (numba's cache, once
   per process: ``first use``, printed apart) is not counted, as the decoder's
