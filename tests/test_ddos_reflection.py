@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from blackout.detect.reflection import DYNAMIC_PORTS, MAX_PORTS, PortReflections
+from blackout.detect.reflection import DYNAMIC_PORTS, MAX_PORTS, PortReflections, candidates
+from blackout.detect.sketch import dense_codes
 from test_ddos import DNSFRAG, pcap_flows, run, toward, victim
 
 CONF = ["ddos.threshold_pps=100", "ddos.start_ticks=1", "ddos.average_calculation_time=0"]
@@ -69,22 +70,32 @@ def test_what_is_not_a_reflection(port: int | None, size: float | None) -> None:
     assert "udp_flood" in got
 
 
+def _add(refl: PortReflections, port: np.ndarray, size: np.ndarray, src_key: np.ndarray, packets: np.ndarray) -> None:
+    """A tick's UDP-flood rows into the state as the attack accounting feeds it: candidate rows only,
+    their packets summed per port."""
+    keep = candidates(port, size, refl.min_bytes)
+    port = port[keep].astype(np.uint64)
+    ports, code = dense_codes(port)
+    refl.add_candidates(ports, np.bincount(code, weights=packets[keep], minlength=len(ports)), port, src_key[keep])
+
+
 def test_port_state_is_bounded() -> None:
     """A flood from every source port keeps at most MAX_PORTS ports and their source sets."""
     rng = np.random.default_rng(5)
     refl = PortReflections(min_sources=10, min_bytes=MIN_BYTES)
     for _ in range(20):
         n = 20000
-        refl.add(
+        _add(
+            refl,
             rng.integers(1, DYNAMIC_PORTS, n).astype(np.uint16),
             np.full(n, 500.0),
             rng.integers(0, 2**32, n).astype(np.uint64),
             np.ones(n),
         )
-        assert len(refl.ports.keys) <= MAX_PORTS and len(refl.sources) <= MAX_PORTS
+        assert len(refl.ports.keys) <= MAX_PORTS and len(np.unique(refl.src_port)) <= MAX_PORTS
     light = np.arange(1000, 1100, dtype=np.uint16)  # a tick whose ports are all pruned at once (KP replay crash)
-    refl.add(light, np.full(100, 500.0), np.arange(100, dtype=np.uint64), np.full(100, 1e-9))
+    _add(refl, light, np.full(100, 500.0), np.arange(100, dtype=np.uint64), np.full(100, 1e-9))
     assert not set(light.tolist()) & set(refl.ports.keys.tolist())
     port = np.full(100, 3478, np.uint16)  # then a real reflection from STUN still comes through
-    refl.add(port, np.full(100, 900.0), np.arange(100, dtype=np.uint64), np.full(100, 1000.0))
+    _add(refl, port, np.full(100, 900.0), np.arange(100, dtype=np.uint64), np.full(100, 1000.0))
     assert 3478 in refl.reflected()

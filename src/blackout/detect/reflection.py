@@ -42,21 +42,6 @@ class PortReflections:
         self.src_port = np.zeros(0, np.uint64)
         self.src_key = np.zeros(0, np.uint64)
 
-    @property
-    def sources(self) -> dict[int, np.ndarray]:
-        """Port -> the source keys held for it (at most min_sources)."""
-        ports, starts = np.unique(self.src_port, return_index=True)
-        groups = np.split(self.src_key, starts[1:])
-        return {int(p): g for p, g in zip(ports.tolist(), groups, strict=True)}
-
-    def add(self, port: np.ndarray, size: np.ndarray, src_key: np.ndarray, packets: np.ndarray) -> None:
-        """Fold in a tick's UDP-flood rows (source port, bytes per packet, source key, corrected packets)."""
-        keep = candidates(port, size, self.min_bytes)
-        if keep.any():
-            port = port[keep].astype(np.uint64)
-            self.ports.add(port, packets[keep])
-            self._fold(port, src_key[keep])
-
     def add_candidates(self, ports: np.ndarray, sums: np.ndarray, port: np.ndarray, src_key: np.ndarray) -> None:
         """Fold in UDP-flood rows that already passed :func:`candidates`, their packets already summed
         by port (sorted distinct ``ports`` and ``sums``); ``port`` and ``src_key`` per row (uint64)."""

@@ -61,13 +61,6 @@ def add_evidence(table: np.ndarray, slots: np.ndarray, roles: np.ndarray, packet
         np.add.at(table, (slots[ok], roles[ok]), packets[ok].astype(table.dtype))
 
 
-def add_by_host(table: np.ndarray, host_slot: np.ndarray, per_host: np.ndarray) -> None:
-    """table[host_slot[h]] += per_host[h] (packets per role, summed over the tick's rows toward host h)
-    for the hosts with a slot (host_slot[h] >= 0)."""
-    held = np.flatnonzero(host_slot >= 0)
-    table[host_slot[held]] += per_host[held].astype(table.dtype)  # distinct hosts: distinct slots
-
-
 def evidence_role(served: np.ndarray, asked: np.ndarray) -> str | None:
     """The role one host's evidence names (served first, then asked), None if it names none."""
     for counts in (served, asked):
