@@ -258,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-stall-s", type=float, default=10.0, help="longest wait between ticks (default 10)")
     p.add_argument("--floor-ms", type=float, default=2.0, help="latency growth below this is noise (default 2)")
     args = p.parse_args(argv)
+    if args.seconds < 3 * args.window:  # fewer samples: no median (StatisticsError) or one compared with itself
+        p.error("--seconds must cover at least three --window samples (the verdict compares their quarters)")
     with tempfile.TemporaryDirectory() as tmp:
         collector = Collector(args.db or f"{tmp}/soak.duckdb")
         collector.start()
