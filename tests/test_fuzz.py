@@ -62,3 +62,15 @@ def test_an_interrupted_target_is_not_ok(tmp_path: Path) -> None:
     out, err = run.communicate(timeout=120)
     assert run.returncode == 1, out + err[-2000:]
     assert "INTERRUPTED" in out
+
+
+def test_a_target_that_exits_short_of_its_inputs_is_not_finished() -> None:
+    """Two `make fuzz` targets once exited 0 well short of -runs and of the time cap, and read "ok"."""
+    sys.path.insert(0, str(ROOT / "fuzz"))
+    from run import finished
+
+    assert finished(1_000_000, 1_000_000, 3600, 900.0)  # all its inputs
+    assert finished(20_000, 0, 18, 18.4)  # the time cap, no input count asked
+    assert finished(400_000, 1_000_000, 3600, 3600.2)  # the time cap before the inputs
+    assert not finished(331_990, 1_000_000, 3600, 391.3)  # neither: the Atlas run
+    assert not finished(5_000, 0, 18, 6.0)  # a short run that ended before its cap
