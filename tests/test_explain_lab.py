@@ -102,7 +102,10 @@ def test_flood_that_fills_the_link_is_ddos(lab: Lab) -> None:
     sent = int(re.search(r"Sent \d+ bytes (\d+) pkt", rec.tbf).group(1))  # type: ignore[union-attr]
     dropped = int(re.search(r"dropped (\d+)", rec.tbf).group(1))  # type: ignore[union-attr]
     assert rec.flood["packets"] >= 0.95 * cause_lab.FLOOD_PPS * LOSS_S
-    assert dropped >= 0.9 * rec.flood["packets"]
+    # a 64 kbit/s link passes ~130 SYNs/s, ~3 % of the flood; tc dropped most of the rest (on a loaded
+    # machine a few % more never reach the queue: CI once counted 89.6 % dropped)
+    assert sent <= 0.1 * rec.flood["packets"], f"{sent} of {rec.flood['packets']} crossed the link"
+    assert dropped >= 0.8 * rec.flood["packets"], f"tc dropped {dropped} of {rec.flood['packets']}"
     ok, tried = answered(link.probes, rec.loss_at + 2, rec.loss_at + LOSS_S - 1)
     assert tried >= 5 and ok <= 0.2 * tried, f"{ok} of {tried} probes answered during the flood"
     out = lab.outage_at_loss("prefix", link.prefix)
