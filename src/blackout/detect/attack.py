@@ -18,10 +18,11 @@ import pyarrow as pa
 from .. import addr
 from ..enrich.base import Enricher
 from . import spoofing
+from .attack_fold import fold_cells, owner_totals
 from .grouping import group_by_key
 from .reflection import PortReflections, candidates
 from .roles import role_of
-from .sketch import SparseCounter, address_keys, dense_codes, fold_by_owner, smallest_distinct
+from .sketch import DENSE_CELLS, SparseCounter, address_keys, dense_codes, fold_by_owner, smallest_distinct
 from .tick_columns import TickColumns
 from .vectors import DIRECT_PORTED, FALLBACK, N_VECTORS, REFLECTED, UDP_FLOOD, classify, vector_shares
 
@@ -46,8 +47,8 @@ class AttackRows:
     ttl: np.ndarray
     sampled: np.ndarray
     flag: np.ndarray  # source is a bogon or (routing known) unrouted
-    country: np.ndarray  # uint64 packed ISO code, 0 unknown
-    asn: np.ndarray  # uint64, 0 unknown
+    src_country: np.ndarray  # per distinct source: uint64 packed ISO code, 0 unknown
+    src_asn: np.ndarray  # per distinct source: uint64, 0 unknown
     src_uniq: np.ndarray  # the tick's distinct source keys, sorted
     src_code: np.ndarray  # index of each row's source key in src_uniq
     src_first: np.ndarray  # one row of each distinct source
@@ -56,7 +57,11 @@ class AttackRows:
     def build(cls, cols: TickColumns, rows: np.ndarray, enricher: Enricher, at_us: int) -> AttackRows:
         """Take the rows, classify them and enrich their distinct sources (one lookup for the tick)."""
         src_addr = cols.table.column("src_addr")
-        hi, lo = addr.words(src_addr.take(pa.array(rows, type=pa.int64())))
+        if 4 * len(rows) >= len(cols):  # a flood's tick: most rows; converting the whole column is cheaper
+            all_hi, all_lo = cols.src_words
+            hi, lo = all_hi[rows], all_lo[rows]
+        else:
+            hi, lo = addr.words(src_addr.take(pa.array(rows, type=pa.int64())))
         keys = address_keys(hi, lo)
         rate = cols.rate[rows]
         raw = cols.packets[rows]
@@ -84,8 +89,8 @@ class AttackRows:
             cols.table.column("ttl").to_numpy()[rows],
             rate > 1,
             flag[inv],
-            packed[inv],
-            np.asarray(info.origin_asn, dtype=np.uint64)[inv],
+            packed,
+            np.asarray(info.origin_asn, dtype=np.uint64),
             uniq,
             inv,
             first,
@@ -203,29 +208,29 @@ def fold_tick(
 ) -> None:
     """Fold one tick's rows into many attacks at once: row sel[i] goes to stats[owner[i]] (owner ascending).
 
-    Every sum is one bincount or one sort over all the attacks' rows together,
-    so the per-attack cost left is handing each attack its slice; per-attack
+    Every sum is one compiled pass (:mod:`.attack_fold`), bincount or sort over all the attacks' rows
+    together, so the per-attack cost left is handing each attack its slice; per-attack
     counters merge those slices lazily (:meth:`SparseCounter.add_folded`).
     """
     n = len(stats)
-    pk = rows.packets[sel]
+    packets, sizes, vectors, ttl, sampled = owner_totals(
+        owner, sel, rows.packets, rows.bytes, rows.vector, rows.ttl, rows.sampled, n, N_VECTORS
+    )
+    packets, sizes, sampled = packets.tolist(), sizes.tolist(), sampled.tolist()
     vec = rows.vector[sel]
-    packets = np.bincount(owner, weights=pk, minlength=n).tolist()
-    sizes = np.bincount(owner, weights=rows.bytes[sel], minlength=n).tolist()
-    vectors = np.bincount(owner * N_VECTORS + vec, weights=pk, minlength=n * N_VECTORS).reshape(n, N_VECTORS)
-    ttl = np.bincount(owner * 256 + rows.ttl[sel].astype(np.int64), weights=pk, minlength=n * 256).reshape(n, 256)
-    sampled = (np.bincount(owner, weights=rows.sampled[sel], minlength=n) > 0).tolist()
-    src_cols = np.stack([pk, rows.raw_packets[sel], rows.flag[sel].astype(np.float64)], axis=1)
-    code = rows.src_code[sel]
-    src_b, src_c, src_s = fold_by_owner(owner, n, code, len(rows.src_uniq), src_cols)
+    pk = rows.packets[sel]
+    src_b, src_c, src_s = _fold(owner, sel, n, rows.src_code, len(rows.src_uniq), rows.packets, rows.raw_packets,
+                                rows.flag.astype(np.float64))  # fmt: skip
     src_tags = np.stack([rows.src_hi[rows.src_first], rows.src_lo[rows.src_first]], axis=1)
-    direct = DIRECT_PORTED[vec]
-    port_keys, port_code = dense_codes(rows.dst_port[sel][direct].astype(np.uint64))
-    port_b, port_c, port_s = fold_by_owner(owner[direct], n, port_code, len(port_keys), pk[direct])
+    direct = DIRECT_PORTED[rows.vector]
+    port_keys, codes = dense_codes(rows.dst_port[direct].astype(np.uint64))  # the same ports as the entries'
+    port_code = np.full(len(direct), -1, dtype=np.int64)
+    port_code[direct] = codes
+    port_b, port_c, port_s = _fold(owner, sel, n, port_code, len(port_keys), rows.packets)
     folds = []
-    for column, counter in ((rows.country, "countries"), (rows.asn, "asns")):
-        keys, codes = dense_codes(column[sel])
-        folds.append((counter, keys, *fold_by_owner(owner, n, codes, len(keys), pk)))
+    for per_source, counter in ((rows.src_country, "countries"), (rows.src_asn, "asns")):
+        keys, source_codes = dense_codes(per_source)  # over the tick's distinct sources, not its rows
+        folds.append((counter, keys, *_fold(owner, sel, n, source_codes[rows.src_code], len(keys), rows.packets)))
     reflected = np.flatnonzero(REFLECTED[vec])
     reflected_b = np.searchsorted(owner[reflected], np.arange(n + 1))
     udp = np.flatnonzero(vec == UDP_FLOOD)
@@ -234,7 +239,7 @@ def fold_tick(
     udp_b = np.searchsorted(owner[udp], np.arange(n + 1))
     udp_port = rows.src_port[sel[udp]].astype(np.uint64)
     udp_keys, udp_code = dense_codes(udp_port)
-    udp_fold_b, udp_c, udp_s = fold_by_owner(owner[udp], n, udp_code, len(udp_keys), pk[udp])
+    udp_fold_b, udp_c, udp_s = fold_by_owner(owner[udp], n, udp_code, len(udp_keys), [pk[udp]])
     for a, st in enumerate(stats):
         st.packets += packets[a]
         st.bytes += sizes[a]
@@ -261,6 +266,19 @@ def fold_tick(
             part = slice(int(udp_b[a]), int(udp_b[a + 1]))
             src = rows.src_key[sel[udp[part]]]
             st.other_ports.add_candidates(udp_keys[udp_c[lo:hi]], udp_s[lo:hi], udp_port[part], src)
+
+
+def _fold(
+    owner: np.ndarray, sel: np.ndarray, owners: int, row_code: np.ndarray, n_codes: int, *weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row-level weights summed by (attack, row code) over the entries (row sel[i] of attack owner[i]),
+    rows with a negative code left out: on a dense grid in one compiled pass when it is small enough,
+    else gathered and folded by :func:`.sketch.fold_by_owner`."""
+    if owners * n_codes <= DENSE_CELLS:
+        return fold_cells(owner, sel, row_code, n_codes, owners, weights)
+    code = row_code[sel]
+    keep = np.flatnonzero(code >= 0)
+    return fold_by_owner(owner[keep], owners, code[keep], n_codes, [w[sel[keep]] for w in weights])
 
 
 def _pack_countries(country: np.ndarray) -> np.ndarray:

@@ -41,12 +41,13 @@ from .. import addr
 from ..enrich.base import Enricher, NoEnrichment
 from ..events import event_id
 from .attack import AttackRows, AttackStats, fold_tick
+from .attack_fold import attack_entries
 from .base import Tick
 from .baseline import TargetState, TickRules
 from .ddos_config import RULE_METRIC, RULES, DdosConfig, check, host_groups, prefix_thresholds, thresholds
 from .rates import GROUP, HOST, M, PrefixMatcher, TickRates, aggregate, target_text
 from .roles import add_evidence, evidence_role, service_rows
-from .sketch import address_keys, group_keys
+from .sketch import address_keys
 from .tick_columns import TickColumns
 
 BASE_METRICS = [M["pps"], M["bps"]]
@@ -282,13 +283,10 @@ class DdosDetector:
     ) -> None:
         """Fold the tick's rows toward each live target into its attack (or its pending quiet span)."""
         targets = tracked[np.array(list(present.values()), dtype=np.int64)]
-        entry_rows, owner = agg.rows_of(targets)
-        rows, _, pos = group_keys(entry_rows)
-        bundle = AttackRows.build(cols, rows, self.enricher, tick.start_us)
         ordinal = np.full(len(agg.keys), -1, dtype=np.int64)
         ordinal[targets] = np.arange(len(targets))
-        owner = ordinal[owner]
-        order = np.argsort(owner, kind="stable")
+        rows, owner, sel = attack_entries(agg.row_host, agg.host_prefix, agg.host_group, ordinal, len(targets))
+        bundle = AttackRows.build(cols, rows, self.enricher, tick.start_us)
         stats: list[AttackStats] = []
         for slot, i in present.items():
             ep = self.episodes[slot]
@@ -304,7 +302,7 @@ class DdosDetector:
                 stats.append(ep.pending)
         rates = agg.rates[targets]
         pps, bps = rates[:, M["pps"]].tolist(), rates[:, M["bps"]].tolist()
-        fold_tick(bundle, stats, owner[order], pos[order], tick.start_us, pps, bps)
+        fold_tick(bundle, stats, owner, sel, tick.start_us, pps, bps)
 
     def _new_stats(self) -> AttackStats:
         cfg = self.cfg

@@ -121,18 +121,6 @@ class TickRates:
     host_group: np.ndarray
     asked: np.ndarray  # (hosts, N_ROLES) packets asked of each host per role this tick
 
-    def rows_of(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(flow rows, owning target) of every row that goes to one of the targets (rows may repeat)."""
-        rows_out, owners = [], []
-        wanted = np.zeros(len(self.keys) + 1, dtype=bool)  # the extra last entry: owner -1 (no group)
-        wanted[targets] = True
-        for per_host in (np.arange(len(self.host_prefix)), self.host_prefix, self.host_group):
-            owner = per_host[self.row_host]
-            rows = np.flatnonzero(wanted[owner])
-            rows_out.append(rows)
-            owners.append(owner[rows])
-        return np.concatenate(rows_out), np.concatenate(owners)
-
 
 # the columns each row adds to (every metric's bps follows its pps)
 _PPS, _BPS, _TCP_PPS, _SYN_PPS = M["pps"], M["bps"], M["tcp_pps"], M["tcp_syn_pps"]

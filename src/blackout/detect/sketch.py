@@ -286,34 +286,35 @@ DENSE_CELLS = 1 << 22  # owners × codes up to this: sums by one bincount over a
 
 
 def dense_codes(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted distinct keys, code of each row = its key's index there); many small keys without a sort."""
+    """(sorted distinct keys, code of each row = its key's index there); many small keys without a sort,
+    others by hashing (a tick's rows hold few distinct ASNs: no sort of the rows)."""
     keys = np.asarray(keys, dtype=np.uint64)
-    if len(keys) > 4096 and int(keys.max()) < SMALL_KEYS:  # fewer rows: sorting them beats a 2^16 grid
+    if len(keys) > 4096 and int(keys.max()) < SMALL_KEYS:  # fewer rows: hashing them beats a 2^16 grid
         small = keys.astype(np.int64)
         seen = np.bincount(small, minlength=SMALL_KEYS) > 0
         return np.flatnonzero(seen).astype(np.uint64), (np.cumsum(seen) - 1)[small]
-    uniq, _, inv = group_keys(keys)
+    uniq, _, inv = group_by_key(keys)
     return uniq, inv
 
 
 def fold_by_owner(
-    owner: np.ndarray, owners: int, codes: np.ndarray, n_codes: int, weights: np.ndarray
+    owner: np.ndarray, owners: int, codes: np.ndarray, n_codes: int, weights: list[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weight columns summed by (owner, code) for many owners at once: (bounds, codes, sums).
 
-    One bincount (or one sort) for all the attacks of a tick instead of one
+    One bincount (or one hash grouping) for all the attacks of a tick instead of one
     fold per attack; owner o's rows are bounds[o]:bounds[o + 1], codes ascending.
+    ``weights``: one array per column (a list, not a 2-D array: no copy of the tick's rows).
     """
-    cell = owner.astype(np.int64) * n_codes + codes
-    weights = weights if weights.ndim == 2 else weights[:, None]
+    cell = owner.astype(np.int64, copy=False) * n_codes + codes
     if owners * n_codes <= DENSE_CELLS:
         size = owners * n_codes
         present = np.flatnonzero(np.bincount(cell, minlength=size))
-        sums = [np.bincount(cell, weights=weights[:, c], minlength=size)[present] for c in range(weights.shape[1])]
+        sums = [np.bincount(cell, weights=w, minlength=size)[present] for w in weights]
     else:
         present, _, inv = group_by_key(cell)
         present = present.astype(np.int64)
-        sums = [np.bincount(inv, weights=weights[:, c], minlength=len(present)) for c in range(weights.shape[1])]
+        sums = [np.bincount(inv, weights=w, minlength=len(present)) for w in weights]
     bounds = np.searchsorted(present, np.arange(owners + 1, dtype=np.int64) * n_codes)
     return bounds, present % n_codes, np.stack(sums, axis=1)
 
