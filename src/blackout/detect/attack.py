@@ -57,24 +57,28 @@ class AttackRows:
     def build(cls, cols: TickColumns, rows: np.ndarray, enricher: Enricher, at_us: int) -> AttackRows:
         """Take the rows, classify them and enrich their distinct sources (one lookup for the tick)."""
         src_addr = cols.table.column("src_addr")
-        if 4 * len(rows) >= len(cols):  # a flood's tick: most rows; converting the whole column is cheaper
-            all_hi, all_lo = cols.src_words
-            hi, lo = all_hi[rows], all_lo[rows]
+        every = len(rows) == len(cols)  # a flood's tick: every row goes to some attack; no copies
+
+        def pick(column: np.ndarray) -> np.ndarray:
+            return column if every else column[rows]
+
+        if 4 * len(rows) >= len(cols):  # most rows: converting the whole column is cheaper than a take
+            hi, lo = (pick(words) for words in cols.src_words)
         else:
             hi, lo = addr.words(src_addr.take(pa.array(rows, type=pa.int64())))
         keys = address_keys(hi, lo)
-        rate = cols.rate[rows]
-        raw = cols.packets[rows]
-        src_port = cols.src_port[rows]
-        dst_port = cols.dst_port[rows]
-        vec = classify(cols.protocol[rows], cols.tcp_flags[rows], src_port, dst_port, cols.fragment[rows])
+        rate = pick(cols.rate)
+        raw = pick(cols.packets)
+        src_port = pick(cols.src_port)
+        dst_port = pick(cols.dst_port)
+        vec = classify(pick(cols.protocol), pick(cols.tcp_flags), src_port, dst_port, pick(cols.fragment))
         uniq, first, inv = group_by_key(keys)
         info = enricher.lookup(src_addr.take(pa.array(rows[first], type=pa.int64())), at_us)
         routed = np.asarray(info.routed, dtype=bool)
         routing_known = bool(routed.any())
         flag = spoofing.bogon(hi[first], lo[first]) | (routing_known & ~routed)
         packed = _pack_countries(info.country)
-        raw_bytes = cols.bytes[rows]
+        raw_bytes = pick(cols.bytes)
         return cls(
             hi,
             lo,
@@ -86,7 +90,7 @@ class AttackRows:
             src_port,
             dst_port,
             raw_bytes / np.maximum(raw, 1.0),
-            cols.table.column("ttl").to_numpy()[rows],
+            pick(cols.table.column("ttl").to_numpy()),
             rate > 1,
             flag[inv],
             packed,
@@ -217,8 +221,6 @@ def fold_tick(
         owner, sel, rows.packets, rows.bytes, rows.vector, rows.ttl, rows.sampled, n, N_VECTORS
     )
     packets, sizes, sampled = packets.tolist(), sizes.tolist(), sampled.tolist()
-    vec = rows.vector[sel]
-    pk = rows.packets[sel]
     src_b, src_c, src_s = _fold(owner, sel, n, rows.src_code, len(rows.src_uniq), rows.packets, rows.raw_packets,
                                 rows.flag.astype(np.float64))  # fmt: skip
     src_tags = np.stack([rows.src_hi[rows.src_first], rows.src_lo[rows.src_first]], axis=1)
@@ -231,15 +233,16 @@ def fold_tick(
     for per_source, counter in ((rows.src_country, "countries"), (rows.src_asn, "asns")):
         keys, source_codes = dense_codes(per_source)  # over the tick's distinct sources, not its rows
         folds.append((counter, keys, *_fold(owner, sel, n, source_codes[rows.src_code], len(keys), rows.packets)))
-    reflected = np.flatnonzero(REFLECTED[vec])
+    none = np.zeros(0, dtype=np.int64)  # a SYN flood has neither: no pass over its entries for them
+    reflected = np.flatnonzero(REFLECTED[rows.vector[sel]]) if REFLECTED[rows.vector].any() else none
     reflected_b = np.searchsorted(owner[reflected], np.arange(n + 1))
-    udp = np.flatnonzero(vec == UDP_FLOOD)
+    udp = np.flatnonzero(rows.vector[sel] == UDP_FLOOD) if (rows.vector == UDP_FLOOD).any() else none
     if n and len(udp):
         udp = udp[candidates(rows.src_port[sel[udp]], rows.size[sel[udp]], stats[0].other_ports.min_bytes)]
     udp_b = np.searchsorted(owner[udp], np.arange(n + 1))
     udp_port = rows.src_port[sel[udp]].astype(np.uint64)
     udp_keys, udp_code = dense_codes(udp_port)
-    udp_fold_b, udp_c, udp_s = fold_by_owner(owner[udp], n, udp_code, len(udp_keys), [pk[udp]])
+    udp_fold_b, udp_c, udp_s = fold_by_owner(owner[udp], n, udp_code, len(udp_keys), [rows.packets[sel[udp]]])
     for a, st in enumerate(stats):
         st.packets += packets[a]
         st.bytes += sizes[a]
@@ -260,7 +263,7 @@ def fold_tick(
                 getattr(st, counter).add_folded(keys[c[lo:hi]], s[lo:hi])
         if reflected_b[a + 1] > reflected_b[a]:
             mine = reflected[reflected_b[a] : reflected_b[a + 1]]
-            st.add_reflectors(vec[mine], rows.src_key[sel[mine]])
+            st.add_reflectors(rows.vector[sel[mine]], rows.src_key[sel[mine]])
         if udp_b[a + 1] > udp_b[a]:
             lo, hi = int(udp_fold_b[a]), int(udp_fold_b[a + 1])
             part = slice(int(udp_b[a]), int(udp_b[a + 1]))
