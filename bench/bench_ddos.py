@@ -22,6 +22,11 @@ Printed, on the same rows:
   one run of the same work moves by up to 2x, and a single run of one side
   against the best of the other measures the load, not the code.  Compare
   the CPU ratio;
+* ``the flood alone``: the decoder's own rows, the capture repeated 160 times
+  and re-timed to 1M rows a second, so each tick is one SYN flood of 1M
+  packets from 37,623 spoofed sources toward 10.10.10.10 (and its /24): the
+  attack accounting's workload (every row is folded into two attacks' source,
+  port, country, AS and TTL counts), against the same decoder rate;
 * ``rival``: per-host per-second counting and FastNetMon's pps/Mbps threshold
   check written per flow in plain Python (dicts), the way a detector looks
   without vectorising.  It does only that part of the work, so the ratio is
@@ -66,6 +71,7 @@ from blackout.sources import FILE_DECODERS, DecodeContext, read_input
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 FLOOD = DATA / "pcap" / "stopddos" / "pkt.TCP.synflood.spoofed.pcap"
 US = 1_000_000
+FLOOD_RATE, FLOOD_COPIES = 1_000_000, 160  # the flood alone: 6.05M rows, 1M a tick
 DETECTOR_RUNS = 3  # the detector's time is its best of 3 runs, as the decoder's is its best of 5
 
 
@@ -194,6 +200,24 @@ def decoder_rate(times: int = 5, runs: int = 5) -> tuple[float, float]:
     return rows / wall, rows / cpu
 
 
+def detector_runs(table: pa.Table, cfg: DdosConfig) -> tuple[list[Timed], float, list[dict[str, Any]], bool]:
+    """DETECTOR_RUNS fresh detectors over the same rows: (their timers, best engine wall time, the first
+    run's attack records, whether every run found the same records)."""
+    runs = [Timed(DdosDetector(cfg)) for _ in range(DETECTOR_RUNS)]
+    results = [through_engine(table, timed) for timed in runs]
+    found = results[0][1]
+    return runs, min(r[0] for r in results), found, all(_digest(r[1]) == _digest(found) for r in results)
+
+
+def flood_at_rate(attack: pa.Table, rate: int, copies: int) -> pa.Table:
+    """The decoder's own rows: the capture's packets repeated back to back, re-timed to ``rate`` rows per
+    second of event time (a SYN flood from 37,623 spoofed sources at the decoder's pace)."""
+    table = pa.concat_tables([attack] * copies)
+    t0 = int(attack.column("ts").cast(pa.int64()).to_numpy()[0])
+    ts = t0 + np.arange(table.num_rows, dtype=np.int64) * US // rate
+    return table.set_column(0, "ts", pa.array(ts, pa.int64()).cast(FLOW_SCHEMA.field("ts").type))
+
+
 def _digest(found: list[dict[str, Any]]) -> str:
     """A hash of the attack records (to check that a change of the detector left its findings alone)."""
     text = json.dumps(sorted(found, key=lambda r: r["id"]), sort_keys=True, default=str)
@@ -217,13 +241,12 @@ def main() -> None:
     first_use = Timed(DdosDetector(cfg))
     ts = table.column("ts").cast(pa.int64()).to_numpy()
     through_engine(table.slice(0, int(np.searchsorted(ts, ts[0] + US))), first_use)
-    runs = [Timed(DdosDetector(cfg)) for _ in range(DETECTOR_RUNS)]
-    results = [through_engine(table, timed) for timed in runs]
-    ours_s = min(r[0] for r in results)
-    found = results[0][1]
-    same_every_run = all(_digest(r[1]) == _digest(found) for r in results)
+    runs, ours_s, found, same_every_run = detector_runs(table, cfg)
     det_s = min(t.seconds for t in runs)
     det_cpu = min(t.cpu_seconds for t in runs)
+    fast = flood_at_rate(attack, FLOOD_RATE, FLOOD_COPIES)
+    flood_runs, _, flood_found, flood_same = detector_runs(fast, cfg)
+    flood_cpu = min(t.cpu_seconds for t in flood_runs)
     rival_s, hot = rival(table, 500, cfg.threshold_mbps * 1e6)
     decoder, decoder_cpu = decoder_rate()
     targets = sorted({r["target"] for r in found})
@@ -236,6 +259,14 @@ def main() -> None:
     print(f"  first use       {warm_s:7.2f} s  (kernels loaded, one second of rows; CPU {warm_cpu:.2f} s)")
     print(f"pcap decoder      {'':9}  {decoder:12,.0f} rows/s  (full rate, from memory; CPU {decoder_cpu:,.0f} rows/s)")
     print(f"detector / decoder rate  {rows / det_s / decoder:.2f}x wall, {rows / det_cpu / decoder_cpu:.2f}x CPU")
+    each = ", ".join(f"{t.cpu_seconds:.2f}" for t in flood_runs)
+    n_fast, flood_targets = fast.num_rows, _few(sorted({r["target"] for r in flood_found}))
+    print(f"the flood alone at {FLOOD_RATE:,} rows/s ({n_fast:,} rows: the capture x {FLOOD_COPIES}, re-timed)")
+    print(f"  in the detector {'':9}  {n_fast / flood_cpu:12,.0f} rows/s  (CPU {flood_cpu:.2f} s; best of {each})")
+    print(
+        f"  detector / decoder rate  {n_fast / flood_cpu / decoder_cpu:.2f}x CPU;  attacks on {flood_targets}", end=""
+    )
+    print(f", digest {_digest(flood_found)[:16]}{'' if flood_same else '  (RUNS DIFFER: not deterministic)'}")
     print(f"rival (python)    {rival_s:7.2f} s  {rows / rival_s:12,.0f} rows/s  hot hosts {_few(sorted(hot))}")
     print(f"ratio rival / detector  {rival_s / det_s:.2f}x")
     hosts_found = {t for t in targets if "/" not in t}
@@ -262,6 +293,12 @@ def main() -> None:
         "attacks": len(found),
         "attacks_digest": digest[:16],
         "same_every_run": same_every_run,
+        "flood_rows": n_fast,
+        "flood_detector_cpu_s": round(flood_cpu, 3),
+        "flood_detector_cpu_s_each": [round(t.cpu_seconds, 3) for t in flood_runs],
+        "flood_detector_over_decoder_cpu": round(n_fast / flood_cpu / decoder_cpu, 2),
+        "flood_attacks_digest": _digest(flood_found)[:16],
+        "flood_same_every_run": flood_same,
     }
     print(json.dumps(result))
 

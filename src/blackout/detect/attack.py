@@ -18,7 +18,7 @@ import pyarrow as pa
 from .. import addr
 from ..enrich.base import Enricher
 from . import spoofing
-from .attack_fold import fold_cells, owner_totals
+from .attack_fold import fold_cells, owner_totals, port_codes
 from .grouping import group_by_key
 from .reflection import PortReflections, candidates
 from .roles import role_of
@@ -224,10 +224,7 @@ def fold_tick(
     src_b, src_c, src_s = _fold(owner, sel, n, rows.src_code, len(rows.src_uniq), rows.packets, rows.raw_packets,
                                 rows.flag.astype(np.float64))  # fmt: skip
     src_tags = np.stack([rows.src_hi[rows.src_first], rows.src_lo[rows.src_first]], axis=1)
-    direct = DIRECT_PORTED[rows.vector]
-    port_keys, codes = dense_codes(rows.dst_port[direct].astype(np.uint64))  # the same ports as the entries'
-    port_code = np.full(len(direct), -1, dtype=np.int64)
-    port_code[direct] = codes
+    port_keys, port_code = port_codes(rows.dst_port, DIRECT_PORTED[rows.vector])  # the entries' ports
     port_b, port_c, port_s = _fold(owner, sel, n, port_code, len(port_keys), rows.packets)
     folds = []
     for per_source, counter in ((rows.src_country, "countries"), (rows.src_asn, "asns")):

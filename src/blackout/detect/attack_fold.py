@@ -127,3 +127,29 @@ def attack_entries(
                 sel[count[o]] = p
                 count[o] += 1
     return rows, owner, sel
+
+
+@njit(cache=True)
+def port_codes(port: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """(the distinct ports of the kept rows ascending, each row's index there or -1 if not kept):
+    :func:`.sketch.dense_codes` of 16-bit ports in two passes, without widening the column."""
+    seen = np.zeros(1 << 16, dtype=np.int64)
+    for r in range(len(port)):
+        if keep[r]:
+            seen[port[r]] = 1
+    distinct = 0
+    for p in range(1 << 16):
+        if seen[p]:
+            seen[p] = distinct
+            distinct += 1
+        else:
+            seen[p] = -1
+    keys = np.empty(distinct, dtype=np.uint64)
+    for p in range(1 << 16):
+        if seen[p] >= 0:
+            keys[seen[p]] = p
+    codes = np.full(len(port), -1, dtype=np.int64)
+    for r in range(len(port)):
+        if keep[r]:
+            codes[r] = seen[port[r]]
+    return keys, codes
