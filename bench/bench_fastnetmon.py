@@ -42,7 +42,7 @@ def row(run: Run, mode: str) -> dict[str, Any]:
     """One table row: both delays, FNM's type, blackout's vector and FNM delay / blackout delay."""
     fnm, bo = run.fnm, run.blackout
     ratio = fnm.delay_s / bo.delay_s if fnm and bo and bo.delay_s > 0 else None
-    iface = next(iter(run.report.get("interfaces", {}).values()), {})
+    iface: dict[str, Any] = next(iter(run.report.get("interfaces", {}).values()), {})  # the replay's veth end
     return {
         "capture": run.capture,
         "mode": mode,

@@ -93,7 +93,7 @@ def main() -> None:
     print(f"LPM np.searchsorted: {t_np:.3f} s, ratio {t_np / t_ours:.1f}x")
 
     texts = addr.to_strings(column[:N_RIVAL])
-    prefixes = lpm.prefix_texts(np.arange(len(lpm)))
+    prefixes = [p for p in lpm.prefix_texts(np.arange(len(lpm))) if p is not None]  # rows >= 0: none is None
     origins = snap.column("origin_asn").to_pylist()
     results: dict[str, float] = {"lpm_mps": rate / 1e6, "apply_rib_s": t_apply, "dict_rib_s": t_dict}
     results["numpy_searchsorted_ratio"] = t_np / t_ours

@@ -13,14 +13,21 @@ Run: python bench/bench_probe.py [N]
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 
 import numpy as np
 
-from blackout.detect.signals import BELIEF_MAX, BELIEF_MIN, BELIEF_UP, FALSE_ANSWER
-from blackout.probe import BELIEF_DOWN, Blocks
+from blackout.probe.trinocular import (
+    AVAIL_MIN,
+    BELIEF_DOWN,
+    BELIEF_MAX,
+    BELIEF_MIN,
+    BELIEF_START,
+    BELIEF_UP,
+    FALSE_ANSWER,
+    Blocks,
+)
 
 
 def setup(n: int) -> tuple[Blocks, np.ndarray]:
@@ -37,10 +44,8 @@ def setup(n: int) -> tuple[Blocks, np.ndarray]:
 
 def blackout_round(b: Blocks, dark: np.ndarray) -> int:
     b.start_round()
-    waves = 0
     while len((w := b.wave(len(b)))[0]):
         b.observe(w[0], ~dark[w[0]])
-        waves += 1
     return int(b.sent.sum())
 
 
@@ -50,7 +55,7 @@ def rival_round(belief: list[float], answers: list[float], results: list[float],
     for i in range(len(belief)):
         for _ in range(14):
             sent += 1
-            a = min(max((answers[i] + 1.0) / (results[i] + 2.0), 0.1), 1.0 - FALSE_ANSWER)
+            a = min(max((answers[i] + 1.0) / (results[i] + 2.0), AVAIL_MIN), 1.0 - FALSE_ANSWER)
             pos = not dark[i]
             odds = belief[i] / (1.0 - belief[i])
             odds *= a / FALSE_ANSWER if pos else (1.0 - a) / (1.0 - FALSE_ANSWER)
@@ -69,12 +74,14 @@ def main() -> None:
     t0 = time.perf_counter()
     ours_sent = blackout_round(b, dark)
     ours = time.perf_counter() - t0
-    belief, answers, results = [0.99] * n, [20.0] * n, [22.0] * n
+    belief, answers, results = [BELIEF_START] * n, [20.0] * n, [22.0] * n
     t0 = time.perf_counter()
     rival_sent = rival_round(belief, answers, results, dark.tolist())
     rival = time.perf_counter() - t0
     assert ours_sent == rival_sent, (ours_sent, rival_sent)
-    assert all(math.isclose(x, y) for x, y in zip(b.belief[:1000].tolist(), belief[:1000], strict=True))
+    # same model: every block ends the round with the same belief and availability counts
+    assert np.allclose(b.belief, belief, rtol=1e-9, atol=0.0)
+    assert np.array_equal(b.answers, answers) and np.array_equal(b.results, results)
     print(f"{n:,} blocks, {ours_sent:,} probes in the round")
     print(f"blackout (numpy waves): {ours:.3f} s")
     print(f"rival (per-block loop): {rival:.3f} s")
