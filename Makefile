@@ -53,6 +53,7 @@ test: install-test apt lint
 
 ## bench: every benchmark in bench/, each printing its rival's timing and the ratio
 bench: install-test apt
+	$(BIN)/pip install --quiet -e '.[bench]'
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 ## fuzz: every decoder and the config loader under atheris, 1M inputs each or FUZZ_SECONDS per target
