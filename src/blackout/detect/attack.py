@@ -18,7 +18,7 @@ import pyarrow as pa
 from .. import addr
 from ..enrich.base import Enricher
 from . import spoofing
-from .attack_fold import fold_cells, owner_totals, port_codes
+from .attack_fold import fold_cells, fold_sources, owner_totals, port_codes
 from .grouping import group_by_key
 from .reflection import PortReflections, candidates
 from .roles import role_of
@@ -221,15 +221,24 @@ def fold_tick(
         owner, sel, rows.packets, rows.bytes, rows.vector, rows.ttl, rows.sampled, n, N_VECTORS
     )
     packets, sizes, sampled = packets.tolist(), sizes.tolist(), sampled.tolist()
-    src_b, src_c, src_s = _fold(owner, sel, n, rows.src_code, len(rows.src_uniq), rows.packets, rows.raw_packets,
-                                rows.flag.astype(np.float64))  # fmt: skip
+    flag = rows.flag.astype(np.float64)
+    country_keys, source_country = dense_codes(rows.src_country)  # over the tick's distinct sources
+    asn_keys, source_asn = dense_codes(rows.src_asn)
+    n_src = len(rows.src_uniq)
+    if n * n_src * 3 <= DENSE_CELLS:  # the usual case: one pass for the three
+        src_fold, country_fold, asn_fold = fold_sources(
+            owner, sel, n, rows.src_code, n_src, source_country, len(country_keys), source_asn, len(asn_keys),
+            rows.packets, rows.raw_packets, flag,
+        )  # fmt: skip
+    else:
+        src_fold = _fold(owner, sel, n, rows.src_code, n_src, rows.packets, rows.raw_packets, flag)
+        country_fold = _fold(owner, sel, n, source_country[rows.src_code], len(country_keys), rows.packets)
+        asn_fold = _fold(owner, sel, n, source_asn[rows.src_code], len(asn_keys), rows.packets)
+    src_b, src_c, src_s = src_fold
+    folds = [("countries", country_keys, *country_fold), ("asns", asn_keys, *asn_fold)]
     src_tags = np.stack([rows.src_hi[rows.src_first], rows.src_lo[rows.src_first]], axis=1)
     port_keys, port_code = port_codes(rows.dst_port, DIRECT_PORTED[rows.vector])  # the entries' ports
     port_b, port_c, port_s = _fold(owner, sel, n, port_code, len(port_keys), rows.packets)
-    folds = []
-    for per_source, counter in ((rows.src_country, "countries"), (rows.src_asn, "asns")):
-        keys, source_codes = dense_codes(per_source)  # over the tick's distinct sources, not its rows
-        folds.append((counter, keys, *_fold(owner, sel, n, source_codes[rows.src_code], len(keys), rows.packets)))
     none = np.zeros(0, dtype=np.int64)  # a SYN flood has neither: no pass over its entries for them
     reflected = np.flatnonzero(REFLECTED[rows.vector[sel]]) if REFLECTED[rows.vector].any() else none
     reflected_b = np.searchsorted(owner[reflected], np.arange(n + 1))

@@ -60,9 +60,8 @@ def fold_cells(
     (bounds, codes, sums); entries whose row code is negative are left out.  The grid has owners × n_codes
     cells: the caller keeps that to :data:`.sketch.DENSE_CELLS`."""
     k = len(weights)
-    size = owners * n_codes
-    grid = np.zeros((size, k))
-    seen = np.zeros(size, dtype=np.bool_)
+    grid = np.zeros((owners * n_codes, k))
+    seen = np.zeros(owners * n_codes, dtype=np.bool_)
     for i in range(len(owner)):
         r = sel[i]
         c = row_code[r]
@@ -72,7 +71,16 @@ def fold_cells(
         seen[cell] = True
         for j in range(k):
             grid[cell, j] += weights[j][r]
+    return _compact(grid, seen, owners, n_codes)
+
+
+@njit(cache=True)
+def _compact(
+    grid: np.ndarray, seen: np.ndarray, owners: int, n_codes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """The seen cells of an (owner, code) grid as :func:`.sketch.fold_by_owner` returns them."""
     present = np.flatnonzero(seen)
+    k = grid.shape[1]
     sums = np.empty((len(present), k))
     codes = np.empty(len(present), dtype=np.int64)
     bounds = np.zeros(owners + 1, dtype=np.int64)
@@ -85,6 +93,57 @@ def fold_cells(
     for o in range(owners):
         bounds[o + 1] += bounds[o]
     return bounds, codes, sums
+
+
+@njit(cache=True)
+def fold_sources(
+    owner: np.ndarray,
+    sel: np.ndarray,
+    owners: int,
+    src_code: np.ndarray,
+    n_src: int,
+    source_country: np.ndarray,
+    n_country: int,
+    source_asn: np.ndarray,
+    n_asn: int,
+    packets: np.ndarray,
+    raw: np.ndarray,
+    flag: np.ndarray,
+) -> tuple[
+    tuple[np.ndarray, np.ndarray, np.ndarray],
+    tuple[np.ndarray, np.ndarray, np.ndarray],
+    tuple[np.ndarray, np.ndarray, np.ndarray],
+]:  # pragma: no cover - compiled
+    """Three :func:`fold_cells` in one pass over the entries: per (attack, source) packets, raw packets and
+    the spoofed flag; per (attack, source country) and (attack, source AS) packets, the country and AS
+    read through the source (``source_country[src_code[r]]``: no per-row code column).  The grids have
+    owners × n codes cells each: the caller keeps them to :data:`.sketch.DENSE_CELLS`."""
+    src = np.zeros((owners * n_src, 3))
+    src_seen = np.zeros(owners * n_src, dtype=np.bool_)
+    country = np.zeros((owners * n_country, 1))
+    country_seen = np.zeros(owners * n_country, dtype=np.bool_)
+    asn = np.zeros((owners * n_asn, 1))
+    asn_seen = np.zeros(owners * n_asn, dtype=np.bool_)
+    for i in range(len(owner)):
+        o, r = owner[i], sel[i]
+        s = src_code[r]
+        pk = packets[r]
+        cell = o * n_src + s
+        src_seen[cell] = True
+        src[cell, 0] += pk
+        src[cell, 1] += raw[r]
+        src[cell, 2] += flag[r]
+        cell = o * n_country + source_country[s]
+        country_seen[cell] = True
+        country[cell, 0] += pk
+        cell = o * n_asn + source_asn[s]
+        asn_seen[cell] = True
+        asn[cell, 0] += pk
+    return (
+        _compact(src, src_seen, owners, n_src),
+        _compact(country, country_seen, owners, n_country),
+        _compact(asn, asn_seen, owners, n_asn),
+    )
 
 
 @njit(cache=True)
