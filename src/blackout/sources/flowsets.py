@@ -147,8 +147,13 @@ class SetBatch:
 
     # ------------------------------------------------------------ options data
     def _options(self, meta: Meta, template: Template, body: bytes) -> None:
-        """Sampler tables and system init time from options records (few: decoded at once)."""
+        """Sampler tables and system init time from options records (few: decoded at once).
+
+        They describe the exporter, not traffic: applied here, never emitted as flows, and
+        counted as ``option_records`` so the records a datagram held all show up somewhere.
+        """
         cols, _, n = self._decode(template, [body])
+        self.ctx.counters[(meta[0], "option_records")] += n
         key = meta[:2]
         if 160 in cols and n:
             self.state.sysinit_ms[key] = int(cols[160][-1]) & 0x7FFFFFFFFFFF

@@ -7,9 +7,11 @@ sampler tables live in ``ctx.state["netflow"]`` per (exporter, domain, template 
 template id collisions between exporters never mix.  Rows come out grouped by
 template, not in datagram order (the engine orders by ``ts``).
 
-Per exporter, ``ctx.counters`` gets ``datagrams``, ``records``, ``decode_errors`` and
-``template_misses`` (data that waited for its template: not an error); every damaged
-piece also goes to ``ctx.errors``.  Nothing here raises on bad bytes.
+Per exporter, ``ctx.counters`` gets ``datagrams``, ``records`` (flows emitted),
+``option_records`` (options-data records: sampler tables, system init time; applied,
+never emitted as flows), ``decode_errors`` and ``template_misses`` (data that waited for
+its template: not an error); every damaged piece also goes to ``ctx.errors``.  Nothing
+here raises on bad bytes.
 
 The file decoder reads a file holding one raw export datagram (a UDP payload dump).
 Its exporter is the file's directory, so template files and the data files that
