@@ -9,9 +9,9 @@ record (sampling interval, system init time, interface name) -- 75 in all.  Neit
 blackout nor nfdump nor tshark counts it as a flow (it has no addresses, ports or
 counters; blackout applies it and counts it as ``option_records``).  The package's
 ``V9ExportPacket`` keeps such records apart in ``.options``, but ``IPFIXExportPacket.flows``
-lists them among the flows (37,744 = 37,669 + 75), so for IPFIX the package's
-flows here are the records of data sets whose template came in an options template set
-(id 3) subtracted out.  The bench prints both figures and exits 1 when either the flows
+lists them among the flows (37,744 = 37,669 + 75), so for IPFIX the bench takes the
+records of data sets whose template came in an options template set (id 3) out of the
+package's flows.  The bench prints both figures and exits 1 when either the flows
 or the options records disagree.
 """
 
