@@ -122,3 +122,67 @@ def test_state_index_search_matches_a_dict() -> None:
         got = index_find(index, slots, keys)
         assert got.tolist() == [where.get(k, -1) for k in keys.tolist()]
     assert index_find(index[:0], slots[:0], probe).tolist() == [-1] * len(probe)
+
+
+@pytest.mark.parametrize("name", ["pkt.TCP.synflood.spoofed.pcap", "amp.dns.RRSIG.fragmented.pcap",
+                                  "amp.TCP.reflection.SYNACK.pcap"])  # fmt: skip
+def test_compiled_attack_folds_equal_the_grouped_folds(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack accounting's dense compiled folds (attack_fold.py, read through row numbers) give the
+    very records of the grouped folds they replaced (sketch.fold_by_owner over gathered columns), bit for
+    bit: with DENSE_CELLS at 0 every fold takes the grouped path.  Host and /24 attacks at once (a row
+    feeds both), the flood's vectors, reflection and fragments, source countries and ASes."""
+    from blackout.detect import attack
+    from test_ddos import DATA, FirstOctet, pcap_flows, run
+
+    flows = pcap_flows(DATA / "pcap" / "stopddos" / name)
+    conf = ["ddos.threshold_pps=100", "ddos.prefix_threshold_pps=100", "ddos.ban_for_bandwidth=off"]
+    conf += ["ddos.baseline=false", "ddos.start_ticks=1"]
+    compiled = run(flows, conf, enricher=FirstOctet())  # source countries, ASes, unrouted 10/8
+    monkeypatch.setattr(attack, "DENSE_CELLS", 0)
+    grouped = run(flows, conf, enricher=FirstOctet())
+    assert len(compiled) >= 2 and {"/" in r["target"] for r in compiled} == {True, False}
+    assert all(r["source_countries"] and r["source_asns"] for r in compiled)
+    assert compiled == grouped
+
+
+def test_attack_fold_kernels_equal_bincount_and_fold_by_owner() -> None:
+    """owner_totals, fold_cells and fold_sources (read through row numbers, one pass) against np.bincount
+    and fold_by_owner over the gathered columns, exactly: random entries, rows repeated across attacks,
+    some rows without a code."""
+    from blackout.detect.attack_fold import fold_cells, fold_sources, owner_totals
+
+    rng = np.random.default_rng(11)
+    n_rows, owners, n_src = 5000, 4, 300
+    packets = rng.integers(1, 9, n_rows) * rng.choice([1.0, 0.5, 3.0], n_rows)
+    nbytes, raw = packets * 61.5, packets / 3
+    vector, ttl = rng.integers(0, 12, n_rows), rng.integers(0, 256, n_rows).astype(np.uint8)
+    sampled, flag = rng.random(n_rows) < 0.01, (rng.random(n_rows) < 0.3).astype(np.float64)
+    src_code = rng.integers(0, n_src, n_rows)
+    source_country, source_asn = rng.integers(0, 7, n_src), rng.integers(0, 40, n_src)
+    row_code = np.where(rng.random(n_rows) < 0.2, -1, rng.integers(0, 50, n_rows))
+    owner = np.sort(rng.integers(0, owners, 20000))
+    sel = rng.integers(0, n_rows, len(owner))
+    got = owner_totals(owner, sel, packets, nbytes, vector, ttl, sampled, owners, 12)
+    pk = packets[sel]
+    want = (
+        np.bincount(owner, weights=pk, minlength=owners),
+        np.bincount(owner, weights=nbytes[sel], minlength=owners),
+        np.bincount(owner * 12 + vector[sel], weights=pk, minlength=owners * 12).reshape(owners, 12),
+        np.bincount(owner * 256 + ttl[sel], weights=pk, minlength=owners * 256).reshape(owners, 256),
+        np.bincount(owner, weights=sampled[sel], minlength=owners) > 0,
+    )
+    for g, w in zip(got, want, strict=True):
+        assert np.array_equal(g, w)
+    keep = row_code[sel] >= 0
+    (b, c, s) = fold_cells(owner, sel, row_code, 50, owners, (packets, raw))
+    (wb, wc, ws) = fold_by_owner(owner[keep], owners, row_code[sel][keep], 50, [pk[keep], raw[sel][keep]])
+    assert np.array_equal(b, wb) and np.array_equal(c, wc) and np.array_equal(s, ws)
+    folds = fold_sources(owner, sel, owners, src_code, n_src, source_country, 7, source_asn, 40, packets, raw, flag)
+    code = src_code[sel]
+    wants = (
+        fold_by_owner(owner, owners, code, n_src, [pk, raw[sel], flag[sel]]),
+        fold_by_owner(owner, owners, source_country[code], 7, [pk]),
+        fold_by_owner(owner, owners, source_asn[code], 40, [pk]),
+    )
+    for fold, want_fold in zip(folds, wants, strict=True):
+        assert all(np.array_equal(x, y) for x, y in zip(fold, want_fold, strict=True))
