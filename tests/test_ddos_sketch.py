@@ -186,3 +186,33 @@ def test_attack_fold_kernels_equal_bincount_and_fold_by_owner() -> None:
     )
     for fold, want_fold in zip(folds, wants, strict=True):
         assert all(np.array_equal(x, y) for x, y in zip(fold, want_fold, strict=True))
+
+
+def test_attack_entries_and_port_codes_equal_their_numpy_forms() -> None:
+    """attack_entries (two passes, no sort) against a stable argsort of the rows each attacked target gets
+    (hosts, their prefixes, their groups); port_codes against dense_codes of the kept rows' ports."""
+    from blackout.detect.attack_fold import attack_entries, port_codes
+
+    rng = np.random.default_rng(5)
+    n_rows, hosts, prefixes, groups = 3000, 400, 20, 3
+    row_host = rng.integers(0, hosts, n_rows)
+    host_prefix = hosts + rng.integers(0, prefixes, hosts)
+    host_group = np.where(rng.random(hosts) < 0.5, hosts + prefixes + rng.integers(0, groups, hosts), -1)
+    attacked = rng.choice(hosts + prefixes + groups, 25, replace=False)
+    ordinal = np.full(hosts + prefixes + groups, -1)
+    ordinal[attacked] = np.arange(len(attacked))
+    rows, owner, sel = attack_entries(row_host, host_prefix, host_group, ordinal, len(attacked))
+    per_row = [row_host, host_prefix[row_host], host_group[row_host]]
+    entry_rows = np.concatenate([np.flatnonzero((t >= 0) & (ordinal[t] >= 0)) for t in per_row])
+    entry_owner = np.concatenate([ordinal[t[(t >= 0) & (ordinal[t] >= 0)]] for t in per_row])
+    order = np.argsort(entry_owner, kind="stable")
+    want_rows = np.unique(entry_rows)
+    assert np.array_equal(rows, want_rows) and np.array_equal(owner, entry_owner[order])
+    assert np.array_equal(rows[sel], entry_rows[order])
+    port = rng.integers(0, 1 << 16, 9000).astype(np.uint16)
+    port[::3] = 80
+    keep = rng.random(len(port)) < 0.6
+    keys, codes = port_codes(port, keep)
+    want_keys, want_codes = dense_codes(port[keep].astype(np.uint64))
+    assert np.array_equal(keys, want_keys) and keys.dtype == want_keys.dtype
+    assert np.array_equal(codes[keep], want_codes) and (codes[~keep] == -1).all()
