@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 import dpkt
 import netflow.ipfix
@@ -237,8 +238,8 @@ def check_against_oracles(table: pa.Table, datagrams: list[bytes], tmp: Path) ->
     return "netflow"
 
 
-def tshark_fields(datagrams: list[bytes], tmp: Path) -> dict[str, list[str]]:
-    """tshark's cflow dissection of the datagrams (sent 127.0.0.1:9995 → :2055 in a pcap we write)."""
+def _export_pcap(datagrams: list[bytes], tmp: Path) -> Path:
+    """The datagrams in a pcap we write, sent 127.0.0.1:9995 → :2055."""
     path = tmp / "export.pcap"
     with open(path, "wb") as fh:
         writer = dpkt.pcap.Writer(fh)
@@ -248,6 +249,25 @@ def tshark_fields(datagrams: list[bytes], tmp: Path) -> dict[str, list[str]]:
             ip = dpkt.ip.IP(src=b"\x7f\0\0\1", dst=b"\x7f\0\0\1", p=17, data=udp)
             ip.len = len(ip)
             writer.writepkt(bytes(dpkt.ethernet.Ethernet(type=0x0800, data=ip)), ts=1_700_000_000 + i)
+    return path
+
+
+def tshark_remainders(datagrams: list[bytes], tmp: Path) -> list[bytes]:
+    """What tshark's cflow dissector shows as padding after each data set's records (set id >= 256)."""
+    cmd = [need_tool("tshark"), "-r", str(_export_pcap(datagrams, tmp)), "-d", "udp.port==2055,cflow", "-T", "pdml"]
+    root = ElementTree.fromstring(subprocess.run(cmd, capture_output=True, check=True, timeout=60).stdout)
+    out = []
+    for flowset in root.iter("field"):
+        children = {c.get("name"): c for c in flowset.findall("field")}
+        set_id, padding = children.get("cflow.flowset_id"), children.get("cflow.padding")
+        if set_id is not None and padding is not None and int(set_id.get("show") or 0) >= 256:
+            out.append(bytes.fromhex(padding.get("value") or ""))
+    return out
+
+
+def tshark_fields(datagrams: list[bytes], tmp: Path) -> dict[str, list[str]]:
+    """tshark's cflow dissection of the datagrams (sent 127.0.0.1:9995 → :2055 in a pcap we write)."""
+    path = _export_pcap(datagrams, tmp)
     names = ["srcaddr", "dstaddr", "srcaddrv6", "dstaddrv6", "srcport", "protocol", "octets", "packets"]
     names += ["permanent_octets", "permanent_packets"]  # octetTotalCount (85) / packetTotalCount (86)
     cmd = [need_tool("tshark"), "-r", str(path), "-d", "udp.port==2055,cflow", "-T", "fields", "-E", "occurrence=a"]
@@ -313,8 +333,15 @@ def test_payload_files(group: str, tmp_path: Path) -> None:
             assert len(files) == 1 and table.num_rows + 2 > count
         assert ctx.counters[(exporter, "decode_errors")] == ctx.errors.total
         return
-    assert ctx.errors.total == 0, ctx.errors.examples
-    check_against_oracles(table, [f.read_bytes() for f in files], tmp_path)
+    datagrams = [f.read_bytes() for f in files]
+    padding, cut = ctx.counters[(exporter, "padding_bytes")], ctx.counters[(exporter, "truncated_records")]
+    if padding or cut:  # the bytes after each set's records: tshark finds the same ones (netflow9_test_nprobe_dpi:
+        # 17 non-zero bytes after its one data record, too long to be alignment padding: counted as a cut record)
+        remainders = tshark_remainders(datagrams, tmp_path)
+        cut_ones = [r for r in remainders if len(r) >= 4 and any(r)]
+        assert (padding, cut) == (sum(len(r) for r in remainders) - sum(map(len, cut_ones)), len(cut_ones))
+    assert ctx.errors.total == cut, ctx.errors.examples
+    check_against_oracles(table, datagrams, tmp_path)
 
 
 @pytest.mark.parametrize("group", sorted(PCAP_GROUPS))

@@ -6,6 +6,16 @@ the template cache per (exporter, source id / observation domain, template id) i
 exporter, oldest dropped and counted), applies options data (sampler tables, system
 init time), and at the end decodes every data set of one template in one numpy pass.
 
+Bytes after a data set's last whole record (RFC 7011 3.3.1, RFC 3954 5.3): an exporter may
+pad a set so the next one starts aligned; the padding is shorter than any record of the set
+and made of zero octets (IPFIX: MUST, v9: SHOULD).  Padding, counted as ``padding_bytes``
+and not an error: a zero-filled remainder, or 1-3 non-zero bytes that end the set on a
+4-byte boundary of the message (MikroTik pads with stale bytes; tshark shows them as
+padding too).  Any other remainder, including a variable-length record that runs past the
+set end, is a record cut short: ``truncated_records`` (one per set: only its last record
+can be cut) plus a ``decode_errors`` entry naming the template and the set's offset.  The
+check costs one slice per set with a remainder, never one per record.
+
 Column semantics (where several fields could feed one column, the first present wins):
 
 * bytes: octetDeltaCount (1, v9 IN_BYTES), octetTotalCount (85), postOctetDeltaCount
@@ -33,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from .base import DecodeContext
-from .templates import Template, TemplateError, extract_fixed, extract_variable
+from .templates import Template, TemplateError, _walk_variable, extract_fixed, extract_variable
 
 HOLD_LIMIT = 1000  # data sets held per exporter while waiting for their template
 # Templates kept per exporter: a real one defines tens to hundreds; a spoofed flood of templates under
@@ -46,6 +56,8 @@ TTL_IDS = (192, 52, 53)
 
 # Set meta: exporter, domain, export unix seconds, sysUptime ms (-1 for IPFIX).
 Meta = tuple[str, int, int, int]
+# Where a data set came from, for its errors: template id, offset of its set header in the datagram.
+Origin = tuple[int, int]
 
 
 @dataclasses.dataclass
@@ -54,7 +66,7 @@ class FlowState:
 
     templates: dict[tuple[str, int, int], Template] = dataclasses.field(default_factory=dict)
     template_counts: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
-    held: dict[str, collections.deque[tuple[int, int, bytes, Meta]]] = dataclasses.field(default_factory=dict)
+    held: dict[str, collections.deque[tuple[int, int, bytes, Meta, int]]] = dataclasses.field(default_factory=dict)
     held_keys: collections.Counter[tuple[str, int, int]] = dataclasses.field(default_factory=collections.Counter)
     samplers: dict[tuple[str, int], dict[int, int]] = dataclasses.field(default_factory=dict)
     default_rate: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)
@@ -75,7 +87,7 @@ class SetBatch:
     def __init__(self, ctx: DecodeContext) -> None:
         self.ctx = ctx
         self.state = flow_state(ctx)
-        self.groups: dict[Template, tuple[list[bytes], list[Meta]]] = {}
+        self.groups: dict[Template, tuple[list[bytes], list[Meta], list[Origin]]] = {}
 
     def error(self, exporter: str, reason: str, offset: int | None = None) -> None:
         """Count one damaged piece of a datagram for its exporter."""
@@ -107,52 +119,53 @@ class SetBatch:
             self.state.template_counts[key[0]] -= 1
 
     # ------------------------------------------------------------ data sets
-    def data_set(self, meta: Meta, tid: int, body: bytes) -> None:
-        """A data set body (after its 4-byte header): decode now if its template is known, else hold it."""
+    def data_set(self, meta: Meta, tid: int, body: bytes, offset: int) -> None:
+        """A data set body (its header at ``offset``): decode now if its template is known, else hold it."""
         template = self.state.templates.get((meta[0], meta[1], tid))
         if template is None:
-            self._hold(meta, tid, body)
+            self._hold(meta, tid, body, offset)
         elif template.options:
-            self._options(meta, template, body)
+            self._options(meta, template, body, (tid, offset))
         else:
-            chunks, metas = self.groups.setdefault(template, ([], []))
+            chunks, metas, origins = self.groups.setdefault(template, ([], [], []))
             chunks.append(body)
             metas.append(meta)
+            origins.append((tid, offset))
 
-    def _hold(self, meta: Meta, tid: int, body: bytes) -> None:
+    def _hold(self, meta: Meta, tid: int, body: bytes, offset: int) -> None:
         exporter = meta[0]
         self.ctx.counters[(exporter, "template_misses")] += 1
         queue = self.state.held.setdefault(exporter, collections.deque())
         if len(queue) >= HOLD_LIMIT:
-            domain, old_tid, _, _ = queue.popleft()
+            domain, old_tid, *_ = queue.popleft()
             old = (exporter, domain, old_tid)
             self.state.held_keys[old] -= 1
             if self.state.held_keys[old] <= 0:
                 del self.state.held_keys[old]  # a zero left behind per key would grow without bound
             self.ctx.counters[(exporter, "held_dropped")] += 1
             self.ctx.errors.add(exporter, f"data for template {old_tid} dropped: template never arrived")
-        queue.append((meta[1], tid, body, meta))
+        queue.append((meta[1], tid, body, meta, offset))
         self.state.held_keys[(exporter, meta[1], tid)] += 1
 
     def _release(self, key: tuple[str, int, int], template: Template) -> None:
         queue = self.state.held[key[0]]
-        keep: collections.deque[tuple[int, int, bytes, Meta]] = collections.deque()
+        keep: collections.deque[tuple[int, int, bytes, Meta, int]] = collections.deque()
         for item in queue:
             if (item[0], item[1]) == key[1:]:
-                self.data_set(item[3], item[1], item[2])
+                self.data_set(item[3], item[1], item[2], item[4])
             else:
                 keep.append(item)
         self.state.held[key[0]] = keep
         self.state.held_keys.pop(key, None)
 
     # ------------------------------------------------------------ options data
-    def _options(self, meta: Meta, template: Template, body: bytes) -> None:
+    def _options(self, meta: Meta, template: Template, body: bytes, origin: Origin) -> None:
         """Sampler tables and system init time from options records (few: decoded at once).
 
         They describe the exporter, not traffic: applied here, never emitted as flows, and
         counted as ``option_records`` so the records a datagram held all show up somewhere.
         """
-        cols, _, n = self._decode(template, [body])
+        cols, _, n = self._decode(template, [body], [meta], [origin])
         self.ctx.counters[(meta[0], "option_records")] += n
         key = meta[:2]
         if 160 in cols and n:
@@ -169,26 +182,47 @@ class SetBatch:
             else:
                 self.state.samplers.setdefault(key, {})[int(ids[i])] = min(int(rates[i]), 0xFFFFFFFF)
 
-    def _decode(self, template: Template, chunks: list[bytes]) -> tuple[dict[int, np.ndarray], np.ndarray, int]:
-        """Wanted columns of every record in chunks, and each record's chunk index."""
+    def _decode(
+        self, template: Template, chunks: list[bytes], metas: list[Meta], origins: list[Origin]
+    ) -> tuple[dict[int, np.ndarray], np.ndarray, int]:
+        """Wanted columns of every record in chunks, and each record's chunk index; remainders checked."""
         layout = template.layout
-        if layout.reclen:
-            counts = np.array([len(c) // layout.reclen for c in chunks], dtype=np.int64)
-            data = b"".join(c[: k * layout.reclen] for c, k in zip(chunks, counts.tolist(), strict=True))
-            cols = extract_fixed(layout, data)
-            return cols, np.repeat(np.arange(len(chunks)), counts), int(counts.sum())
         lens = np.array([len(c) for c in chunks], dtype=np.int64)
+        if layout.reclen:
+            counts = lens // layout.reclen
+            used = counts * layout.reclen
+            data = b"".join(c[:k] for c, k in zip(chunks, used.tolist(), strict=True))
+            cols = extract_fixed(layout, data)
+            self._remainders(chunks, used, lens, metas, origins)
+            return cols, np.repeat(np.arange(len(chunks)), counts), int(counts.sum())
         ends = np.cumsum(lens)
-        cols, set_index = extract_variable(layout, b"".join(chunks), ends - lens, ends)
+        data = b"".join(chunks)
+        cols, set_index = extract_variable(layout, data, ends - lens, ends)
+        self._remainders(chunks, variable_used(template, data, ends - lens, ends), lens, metas, origins)
         return cols, set_index, len(set_index)
+
+    def _remainders(
+        self, chunks: list[bytes], used: np.ndarray, lens: np.ndarray, metas: list[Meta], origins: list[Origin]
+    ) -> None:
+        """Bytes after each set's last whole record: zero padding, or a record cut short (module docstring)."""
+        for i in np.flatnonzero(used < lens).tolist():
+            tail = chunks[i][int(used[i]) :]
+            exporter = metas[i][0]
+            tid, offset = origins[i]
+            aligned = len(tail) < 4 and (offset + 4 + len(chunks[i])) % 4 == 0
+            if aligned or tail.count(0) == len(tail):
+                self.ctx.counters[(exporter, "padding_bytes")] += len(tail)
+                continue
+            self.ctx.counters[(exporter, "truncated_records")] += 1
+            self.error(exporter, f"data set of template {tid}: last {len(tail)} bytes are a record cut short", offset)
 
     # ------------------------------------------------------------ output
     def finish(self, exporter_index: dict[str, int]) -> list[dict[str, np.ndarray]]:
         """Decode every collected data set: one dict of FLOW columns per template."""
         out = []
-        for template, (chunks, metas) in self.groups.items():
+        for template, (chunks, metas, origins) in self.groups.items():
             try:
-                cols, chunk_of, n = self._decode(template, chunks)
+                cols, chunk_of, n = self._decode(template, chunks, metas, origins)
                 if n:
                     out.append(self._columns(cols, chunk_of, metas, n, exporter_index))
             except (ValueError, OverflowError, IndexError) as exc:  # values no exporter sends
@@ -284,6 +318,26 @@ def record_rates(cols: dict[int, np.ndarray], n: int) -> np.ndarray | None:
     return None
 
 
+def variable_used(template: Template, data: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Per set of variable-length records laid end to end in ``data``: bytes its whole records take.
+
+    Walks the records again with a zero-length marker field at each record's end, whose
+    offset the kernel records (``extract_variable`` keeps only the wanted fields' offsets).
+    """
+    layout = template.layout
+    lengths = np.append(layout.lengths, 0)
+    marker = np.full(len(lengths), -1, dtype=np.int64)
+    marker[-1] = 0
+    buf = np.frombuffer(data, dtype=np.uint8)
+    cap = len(buf) // max(layout.minlen, 1) + 1
+    record_end = np.zeros((cap, 1), dtype=np.int64)
+    set_of = np.zeros(cap, dtype=np.int64)
+    n = _walk_variable(buf, starts, ends, lengths, marker, record_end, set_of)
+    stop = starts.copy()
+    np.maximum.at(stop, set_of[:n], record_end[:n, 0])
+    return stop - starts
+
+
 def first_of(cols: dict[int, np.ndarray], ids: tuple[int, ...], default: np.ndarray) -> np.ndarray:
     """The first of several fields the template has."""
     for fid in ids:
@@ -345,7 +399,7 @@ def walk_sets(
             batch.error(exporter, f"set of {length} bytes runs past the message end", pos)
             set_end = end
         if set_id >= 256:
-            batch.data_set(meta, set_id, payload[pos + 4 : set_end])
+            batch.data_set(meta, set_id, payload[pos + 4 : set_end], pos)
         elif set_id in parsers:
             try:
                 parsers[set_id](payload, pos + 4, set_end, meta, batch)
