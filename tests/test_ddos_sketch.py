@@ -126,30 +126,30 @@ def test_state_index_search_matches_a_dict() -> None:
 
 @pytest.mark.parametrize("name", ["pkt.TCP.synflood.spoofed.pcap", "amp.dns.RRSIG.fragmented.pcap",
                                   "amp.TCP.reflection.SYNACK.pcap"])  # fmt: skip
-def test_compiled_attack_folds_equal_the_grouped_folds(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The attack accounting's dense compiled folds (attack_fold.py, read through row numbers) give the
-    very records of the grouped folds they replaced (sketch.fold_by_owner over gathered columns), bit for
-    bit: with DENSE_CELLS at 0 every fold takes the grouped path.  Host and /24 attacks at once (a row
-    feeds both), the flood's vectors, reflection and fragments, source countries and ASes."""
+def test_dense_and_sparse_attack_folds_give_the_same_records(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack accounting's folds on a dense grid and attack by attack through a scratch (the path of
+    many attacks × many sources) give the same records, bit for bit: with DENSE_CELLS at 0 every fold takes
+    the second.  Host and /24 attacks at once (a row feeds both), the flood's vectors, reflection and
+    fragments, source countries and ASes.  (Each kernel against bincount / fold_by_owner: below.)"""
     from blackout.detect import attack
     from test_ddos import DATA, FirstOctet, pcap_flows, run
 
     flows = pcap_flows(DATA / "pcap" / "stopddos" / name)
     conf = ["ddos.threshold_pps=100", "ddos.prefix_threshold_pps=100", "ddos.ban_for_bandwidth=off"]
     conf += ["ddos.baseline=false", "ddos.start_ticks=1"]
-    compiled = run(flows, conf, enricher=FirstOctet())  # source countries, ASes, unrouted 10/8
+    dense = run(flows, conf, enricher=FirstOctet())  # source countries, ASes, unrouted 10/8
     monkeypatch.setattr(attack, "DENSE_CELLS", 0)
-    grouped = run(flows, conf, enricher=FirstOctet())
-    assert len(compiled) >= 2 and {"/" in r["target"] for r in compiled} == {True, False}
-    assert all(r["source_countries"] and r["source_asns"] for r in compiled)
-    assert compiled == grouped
+    sparse = run(flows, conf, enricher=FirstOctet())
+    assert len(dense) >= 2 and {"/" in r["target"] for r in dense} == {True, False}
+    assert all(r["source_countries"] and r["source_asns"] for r in dense)
+    assert dense == sparse
 
 
 def test_attack_fold_kernels_equal_bincount_and_fold_by_owner() -> None:
-    """owner_totals, fold_cells and fold_sources (read through row numbers, one pass) against np.bincount
-    and fold_by_owner over the gathered columns, exactly: random entries, rows repeated across attacks,
-    some rows without a code."""
-    from blackout.detect.attack_fold import fold_cells, fold_sources, owner_totals
+    """owner_totals, fold_cells, fold_sparse and fold_sources (read through row numbers, one pass) against
+    np.bincount and fold_by_owner over the gathered columns, exactly: random entries, rows repeated across
+    attacks, some rows without a code, one attack with no entries."""
+    from blackout.detect.attack_fold import fold_cells, fold_sources, fold_sparse, owner_totals
 
     rng = np.random.default_rng(11)
     n_rows, owners, n_src = 5000, 4, 300
@@ -160,7 +160,7 @@ def test_attack_fold_kernels_equal_bincount_and_fold_by_owner() -> None:
     src_code = rng.integers(0, n_src, n_rows)
     source_country, source_asn = rng.integers(0, 7, n_src), rng.integers(0, 40, n_src)
     row_code = np.where(rng.random(n_rows) < 0.2, -1, rng.integers(0, 50, n_rows))
-    owner = np.sort(rng.integers(0, owners, 20000))
+    owner = np.sort(rng.choice([0, 1, 3], 20000))  # attack 2 has no entries
     sel = rng.integers(0, n_rows, len(owner))
     got = owner_totals(owner, sel, packets, nbytes, vector, ttl, sampled, owners, 12)
     pk = packets[sel]
@@ -174,9 +174,10 @@ def test_attack_fold_kernels_equal_bincount_and_fold_by_owner() -> None:
     for g, w in zip(got, want, strict=True):
         assert np.array_equal(g, w)
     keep = row_code[sel] >= 0
-    (b, c, s) = fold_cells(owner, sel, row_code, 50, owners, (packets, raw))
     (wb, wc, ws) = fold_by_owner(owner[keep], owners, row_code[sel][keep], 50, [pk[keep], raw[sel][keep]])
-    assert np.array_equal(b, wb) and np.array_equal(c, wc) and np.array_equal(s, ws)
+    for fold in (fold_cells, fold_sparse):
+        (b, c, s) = fold(owner, sel, row_code, 50, owners, (packets, raw))
+        assert np.array_equal(b, wb) and np.array_equal(c, wc) and np.array_equal(s, ws)
     folds = fold_sources(owner, sel, owners, src_code, n_src, source_country, 7, source_asn, 40, packets, raw, flag)
     code = src_code[sel]
     wants = (

@@ -18,7 +18,7 @@ import pyarrow as pa
 from .. import addr
 from ..enrich.base import Enricher
 from . import spoofing
-from .attack_fold import fold_cells, fold_sources, owner_totals, port_codes
+from .attack_fold import fold_cells, fold_sources, fold_sparse, owner_totals, port_codes
 from .grouping import group_by_key
 from .reflection import PortReflections, candidates
 from .roles import role_of
@@ -281,13 +281,11 @@ def _fold(
     owner: np.ndarray, sel: np.ndarray, owners: int, row_code: np.ndarray, n_codes: int, *weights: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row-level weights summed by (attack, row code) over the entries (row sel[i] of attack owner[i]),
-    rows with a negative code left out: on a dense grid in one compiled pass when it is small enough,
-    else gathered and folded by :func:`.sketch.fold_by_owner`."""
+    rows with a negative code left out, in one compiled pass: on a dense grid when it is small enough,
+    else attack by attack through a scratch (what :func:`.sketch.fold_by_owner` returns, either way)."""
     if owners * n_codes <= DENSE_CELLS:
         return fold_cells(owner, sel, row_code, n_codes, owners, weights)
-    code = row_code[sel]
-    keep = np.flatnonzero(code >= 0)
-    return fold_by_owner(owner[keep], owners, code[keep], n_codes, [w[sel[keep]] for w in weights])
+    return fold_sparse(owner, sel, row_code, n_codes, owners, weights)
 
 
 def _pack_countries(country: np.ndarray) -> np.ndarray:

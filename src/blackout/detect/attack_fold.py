@@ -212,3 +212,57 @@ def port_codes(port: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarr
         if keep[r]:
             codes[r] = seen[port[r]]
     return keys, codes
+
+
+@njit(cache=True)
+def fold_sparse(
+    owner: np.ndarray,
+    sel: np.ndarray,
+    row_code: np.ndarray,
+    n_codes: int,
+    owners: int,
+    weights: tuple[np.ndarray, ...],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """:func:`fold_cells` when the grid would be too big (many attacks × many sources: a /24 carpet-bombed
+    host by host): attack by attack (``owner`` ascending), a code → slot scratch of n_codes entries that
+    only the attack's own codes touch and reset, then those codes sorted.  Sums in entry order, as
+    :func:`.sketch.fold_by_owner`'s bincount takes them; memory O(entries + n_codes)."""
+    k = len(weights)
+    n = len(owner)
+    slot = np.full(n_codes, -1, dtype=np.int64)
+    out_codes = np.empty(n, dtype=np.int64)
+    out_sums = np.empty((n, k))
+    bounds = np.zeros(owners + 1, dtype=np.int64)
+    touched = np.empty(n, dtype=np.int64)
+    scratch = np.empty((n, k))
+    done = 0
+    i = 0
+    for o in range(owners):
+        used = 0
+        while i < n and owner[i] == o:
+            r = sel[i]
+            c = row_code[r]
+            i += 1
+            if c < 0:
+                continue
+            s = slot[c]
+            if s < 0:
+                s = used
+                slot[c] = s
+                touched[s] = c
+                for j in range(k):
+                    scratch[s, j] = 0.0
+                used += 1
+            for j in range(k):
+                scratch[s, j] += weights[j][r]
+        codes = np.sort(touched[:used])
+        for p in range(used):
+            c = codes[p]
+            out_codes[done + p] = c
+            for j in range(k):
+                out_sums[done + p, j] = scratch[slot[c], j]
+        for p in range(used):
+            slot[codes[p]] = -1
+        done += used
+        bounds[o + 1] = done
+    return bounds, out_codes[:done], out_sums[:done]
