@@ -17,6 +17,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from xml.etree import ElementTree
@@ -238,13 +239,13 @@ def check_against_oracles(table: pa.Table, datagrams: list[bytes], tmp: Path) ->
     return "netflow"
 
 
-def _export_pcap(datagrams: list[bytes], tmp: Path) -> Path:
-    """The datagrams in a pcap we write, sent 127.0.0.1:9995 → :2055."""
+def _export_pcap(datagrams: list[bytes], tmp: Path, sports: list[int] | None = None) -> Path:
+    """The datagrams in a pcap we write, sent 127.0.0.1:9995 (or sports[i]) → :2055."""
     path = tmp / "export.pcap"
     with open(path, "wb") as fh:
         writer = dpkt.pcap.Writer(fh)
         for i, d in enumerate(datagrams):
-            udp = dpkt.udp.UDP(sport=9995, dport=2055, data=d)
+            udp = dpkt.udp.UDP(sport=sports[i] if sports else 9995, dport=2055, data=d)
             udp.ulen = len(udp)
             ip = dpkt.ip.IP(src=b"\x7f\0\0\1", dst=b"\x7f\0\0\1", p=17, data=udp)
             ip.len = len(ip)
@@ -252,16 +253,32 @@ def _export_pcap(datagrams: list[bytes], tmp: Path) -> Path:
     return path
 
 
-def tshark_remainders(datagrams: list[bytes], tmp: Path) -> list[bytes]:
-    """What tshark's cflow dissector shows as padding after each data set's records (set id >= 256)."""
-    cmd = [need_tool("tshark"), "-r", str(_export_pcap(datagrams, tmp)), "-d", "udp.port==2055,cflow", "-T", "pdml"]
-    root = ElementTree.fromstring(subprocess.run(cmd, capture_output=True, check=True, timeout=60).stdout)
+def tshark_remainders(datagrams: list[bytes], tmp: Path, sports: list[int]) -> list[list[bytes]]:
+    """Per datagram, what tshark's cflow dissector shows as padding after each data set's records."""
+    path = _export_pcap(datagrams, tmp, sports)
+    cmd = [need_tool("tshark"), "-r", str(path), "-d", "udp.port==2055,cflow", "-T", "pdml"]
+    root = ElementTree.fromstring(subprocess.run(cmd, capture_output=True, check=True, timeout=120).stdout)
     out = []
-    for flowset in root.iter("field"):
-        children = {c.get("name"): c for c in flowset.findall("field")}
-        set_id, padding = children.get("cflow.flowset_id"), children.get("cflow.padding")
-        if set_id is not None and padding is not None and int(set_id.get("show") or 0) >= 256:
-            out.append(bytes.fromhex(padding.get("value") or ""))
+    for packet in root.iter("packet"):
+        out.append([])
+        for flowset in packet.iter("field"):
+            children = {c.get("name"): c for c in flowset.findall("field")}
+            set_id, padding = children.get("cflow.flowset_id"), children.get("cflow.padding")
+            if set_id is not None and padding is not None and int(set_id.get("show") or 0) >= 256:
+                out[-1].append(bytes.fromhex(padding.get("value") or ""))
+    return out
+
+
+@functools.cache
+def payload_remainders() -> dict[str, list[bytes]]:
+    """tshark's data set padding per vendor payload group: one tshark run, a source port per group."""
+    groups = sorted(PAYLOAD_GROUPS)
+    files = [(port, f) for port, g in enumerate(groups, 10000) for f in PAYLOAD_GROUPS[g]]
+    with tempfile.TemporaryDirectory() as tmp:
+        per_file = tshark_remainders([f.read_bytes() for _, f in files], Path(tmp), [port for port, _ in files])
+    out: dict[str, list[bytes]] = {g: [] for g in groups}
+    for (port, _), found in zip(files, per_file, strict=True):
+        out[groups[port - 10000]] += found
     return out
 
 
@@ -335,11 +352,11 @@ def test_payload_files(group: str, tmp_path: Path) -> None:
         return
     datagrams = [f.read_bytes() for f in files]
     padding, cut = ctx.counters[(exporter, "padding_bytes")], ctx.counters[(exporter, "truncated_records")]
-    if padding or cut:  # the bytes after each set's records: tshark finds the same ones (netflow9_test_nprobe_dpi:
-        # 17 non-zero bytes after its one data record, too long to be alignment padding: counted as a cut record)
-        remainders = tshark_remainders(datagrams, tmp_path)
-        cut_ones = [r for r in remainders if len(r) >= 4 and any(r)]
-        assert (padding, cut) == (sum(len(r) for r in remainders) - sum(map(len, cut_ones)), len(cut_ones))
+    # The bytes after each data set's records are the ones tshark shows as padding (netflow9_test_nprobe_dpi:
+    # 17 non-zero bytes after its one data record, too long to be alignment padding: counted as a cut record)
+    remainders = payload_remainders()[group]
+    cut_ones = [r for r in remainders if len(r) >= 4 and any(r)]
+    assert (padding, cut) == (sum(len(r) for r in remainders) - sum(map(len, cut_ones)), len(cut_ones))
     assert ctx.errors.total == cut, ctx.errors.examples
     check_against_oracles(table, datagrams, tmp_path)
 
@@ -488,3 +505,96 @@ def test_fuzz_never_raises(seed: bytes, cut: int, flips: list[tuple[int, int]], 
         pass
     assert time.perf_counter() - t0 < 2.0
     assert ctx.counters[("e", "datagrams")] == 6
+
+
+# ------------------------------------------------------------------ set remainders: padding or a cut record
+def _last_set(datagram: bytes, version: int) -> tuple[int, int, bytes]:
+    """Offset, id and body of the datagram's last set."""
+    pos = 20 if version == 9 else 16
+    while True:
+        set_id, length = struct.unpack_from("!HH", datagram, pos)
+        if pos + length >= len(datagram):
+            return pos, set_id, datagram[pos + 4 :]
+        pos += length
+
+
+def _with_last_set(datagram: bytes, version: int, body: bytes) -> bytes:
+    """The datagram with its last set's body replaced (the set's and an IPFIX message's lengths follow)."""
+    pos, set_id, _ = _last_set(datagram, version)
+    out = bytearray(datagram[:pos] + struct.pack("!HH", set_id, 4 + len(body)) + body)
+    if version == 10:
+        struct.pack_into("!H", out, 2, len(out))
+    return bytes(out)
+
+
+def _remainder_counts(ctx: DecodeContext, exporter: str) -> tuple[int, int, int]:
+    return tuple(ctx.counters[(exporter, what)] for what in ("padding_bytes", "truncated_records", "decode_errors"))
+
+
+@pytest.mark.parametrize("version", [9, 10])
+def test_softflowd_set_cut_short_or_padded(version: int) -> None:
+    """softflowd's second datagram with its last record cut in half (non-zero): one truncated record,
+    counted once with the set's offset, every other record as the `netflow` package decodes them
+    without the cut record; the same set with zero padding one byte shorter than a record: padding."""
+    first, second = softflowd_export(version)[:2]
+    ctx = DecodeContext()
+    decode([first, second], ["sf", "sf"], ctx)
+    pos, set_id, body = _last_set(second, version)
+    reclen = next(t.layout.reclen for k, t in ctx.state["netflow"].templates.items() if k[2] == set_id)
+    assert reclen and len(body) % reclen == 0 and len(body) >= 2 * reclen
+    clean = [first, _with_last_set(second, version, body[:-reclen])]
+    flows, options, _ = reference(clean)
+    baseline = DecodeContext()
+    decode(clean, ["sf", "sf"], baseline)
+    padding, _, _ = _remainder_counts(baseline, "sf")
+
+    half = body[-reclen : -reclen // 2]
+    assert len(half) >= 4 and any(half)
+    ctx = DecodeContext()
+    table = decode([first, _with_last_set(second, version, body[:-reclen] + half)], ["sf", "sf"], ctx)
+    assert _remainder_counts(ctx, "sf") == (padding, 1, 1) and ctx.errors.total == 1
+    assert ctx.errors.examples == [
+        f"sf at offset {pos}: data set of template {set_id}: last {len(half)} bytes are a record cut short"
+    ]
+    assert our_rows(table) == expected_rows(flows, options) and table.num_rows == len(flows) > 0
+
+    ctx = DecodeContext()
+    table = decode([first, _with_last_set(second, version, body[:-reclen] + bytes(reclen - 1))], ["sf", "sf"], ctx)
+    assert _remainder_counts(ctx, "sf") == (padding + reclen - 1, 0, 0) and ctx.errors.total == 0
+    assert our_rows(table) == expected_rows(flows, options)
+
+
+def _ipfix_with_names(names: list[bytes], tail: bytes = b"") -> bytes:
+    """An IPFIX message: a template with interfaceName (82) of variable length, a record per name, then tail."""
+    fields = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (1, 4), (2, 4), (82, 65535)]
+    tpl = struct.pack("!HH", 300, len(fields)) + b"".join(struct.pack("!HH", *f) for f in fields)
+    records = b""
+    for i, name in enumerate(names):
+        records += struct.pack(
+            "!4s4sHHBII", bytes([10, 0, 0, i + 1]), bytes([192, 0, 2, i + 1]), 1000 + i, 80, 6, 60 * (i + 1), i + 1
+        )
+        records += bytes([len(name)]) + name if len(name) < 255 else b"\xff" + struct.pack("!H", len(name)) + name
+    sets = (
+        struct.pack("!HH", 2, 4 + len(tpl))
+        + tpl
+        + struct.pack("!HH", 300, 4 + len(records) + len(tail))
+        + records
+        + tail
+    )
+    return struct.pack("!HHIII", 10, 16 + len(sets), 1_700_000_000, 0, 1) + sets
+
+
+def test_ipfix_variable_length_record_cut_by_the_set_end(tmp_path: Path) -> None:
+    """A variable-length record whose name runs past its set's end is one truncated record; the
+    records before it decode as tshark dissects the message without it; zero padding is padding."""
+    names = [b"eth0", b"xe-0/0/1.0", b"ae" * 150]
+    clean = _ipfix_with_names(names)
+    theirs = tshark_fields([clean], tmp_path)
+    cut = struct.pack("!4s4sHHBII", b"\x0a\0\0\x09", b"\xc0\0\x02\x09", 9, 80, 6, 60, 1) + b"\x28" + b"eth12"
+    ctx = DecodeContext()
+    table = decode([_ipfix_with_names(names, cut)], ["x"], ctx)
+    assert _remainder_counts(ctx, "x") == (0, 1, 1) and ctx.errors.total == 1
+    assert our_fields(table) == theirs and table.num_rows == len(names)
+    ctx = DecodeContext()
+    table = decode([_ipfix_with_names(names, bytes(3))], ["x"], ctx)
+    assert _remainder_counts(ctx, "x") == (3, 0, 0) and our_fields(table) == theirs
