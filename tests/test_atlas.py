@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -89,6 +90,55 @@ def test_damaged_array_keeps_what_precedes_the_damage() -> None:
     assert 0 < table.num_rows < len(objs)
     check_against_sagan(table, objs[: table.num_rows])
     assert ctx.errors.total >= 1
+
+
+def test_array_gives_the_rows_of_json_lines_on_the_kp_scenario(kp_scenario: Path) -> None:
+    """The scenario's 64,800 Atlas results read as JSON lines and as the API's array, compact and pretty."""
+    lines = (kp_scenario / "atlas-ping.jsonl").read_bytes().splitlines()
+    from_lines, ctx = decode(b"\n".join(lines))
+    assert from_lines.num_rows == len(lines) and ctx.errors.total == 0
+    check_against_sagan(from_lines.slice(0, 300), [json.loads(line) for line in lines[:300]])
+    for sep in (b",", b",\n  "):
+        from_array, ctx = decode(b"[" + sep.join(lines) + b"]\n")
+        assert from_array.equals(from_lines)
+        assert ctx.errors.total == 0
+
+
+def damage_cases() -> list[tuple[str, bytes, bool]]:
+    """(name, damaged element, whether it breaks the array's structure) for element 5 of results(20)."""
+    item = json.dumps(results(20)[5]).encode()
+    cuts = [(f"cut at {i}", item[:i], True) for i in range(1, len(item), 23)]
+    return [
+        *cuts,
+        ("garbage", b"\x00garbage", True),
+        ("invalid utf-8 in dst_addr", item.replace(b"175.", b"\x80\x81", 1), False),
+        ("string probe id", item.replace(b'"prb_id": 1005', b'"prb_id": "x"'), False),
+    ]
+
+
+@pytest.mark.parametrize(("name", "bad", "breaks"), damage_cases(), ids=[c[0] for c in damage_cases()])
+def test_damaged_array_element_is_counted_and_the_rest_kept(name: str, bad: bytes, breaks: bool) -> None:
+    """The array path keeps what the JSON-lines path keeps (both checked by sagan) and names the element's offset."""
+    objs = results(20)
+    items = [json.dumps(o).encode() for o in objs]
+    items[5] = bad
+    data = b"\n [" + b",\n  ".join(items) + b"]"
+    from_array, ctx = decode(data)
+    from_lines, lines_ctx = decode(b"\n".join(items))
+    check_against_sagan(from_array, objs[:5] + objs[6:])
+    assert from_array.equals(from_lines)
+    assert ctx.errors.by_reason() == lines_ctx.errors.by_reason() == {DAMAGED: 1}
+    if breaks:
+        offset = len(b"\n [") + sum(len(item) + len(b",\n  ") for item in items[:5])
+        assert ctx.errors.examples == [f"atlas.json at offset {offset}: {DAMAGED}"]
+
+
+@pytest.mark.parametrize("unit", [b'{"prb_id":[', b'{"a', b"{"])
+def test_hostile_array_is_one_damaged_stretch(unit: bytes) -> None:
+    """A megabyte of nesting or unclosed keys: one damaged stretch, no result, in bounded work."""
+    table, ctx = decode(b'[{"prb_id": "' + unit * (1_000_000 // len(unit)))
+    assert table.num_rows == 0
+    assert ctx.errors.by_reason() == {DAMAGED: 1}
 
 
 def test_old_firmware_without_avg_uses_the_answers() -> None:
