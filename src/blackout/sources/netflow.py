@@ -9,8 +9,10 @@ template, not in datagram order (the engine orders by ``ts``).
 
 Per exporter, ``ctx.counters`` gets ``datagrams``, ``records`` (flows emitted),
 ``option_records`` (options-data records: sampler tables, system init time; applied,
-never emitted as flows), ``decode_errors`` and ``template_misses`` (data that waited for
-its template: not an error); every damaged piece also goes to ``ctx.errors``.  Nothing
+never emitted as flows), ``decode_errors``, ``template_misses`` (data that waited for
+its template: not an error), ``padding_bytes`` (after a data set's records: not an error)
+and ``truncated_records`` (a data set's last record cut short, also a decode error; see
+:mod:`.flowsets` for the rule); every damaged piece also goes to ``ctx.errors``.  Nothing
 here raises on bad bytes.
 
 The file decoder reads a file holding one raw export datagram (a UDP payload dump).
