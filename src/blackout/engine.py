@@ -264,7 +264,7 @@ class Engine:
                 return
         tables = {kind: self._take(streams, kind, until) for kind in Kind}
         tick_ids = [self._tick_ids(t) for t in tables.values()]
-        all_ids = np.unique(np.concatenate(tick_ids)) if any(len(t) for t in tick_ids) else np.zeros(0, np.int64)
+        all_ids = np.unique(np.concatenate([_distinct_sorted(t) for t in tick_ids]))
         bounds = {kind: np.searchsorted(ids, all_ids, side="left") for kind, ids in zip(Kind, tick_ids, strict=True)}
         ends = {kind: np.searchsorted(ids, all_ids, side="right") for kind, ids in zip(Kind, tick_ids, strict=True)}
         for j, tick_id in enumerate(all_ids.tolist()):
@@ -345,6 +345,11 @@ class Engine:
                 self.stats.events[table] = self.stats.events.get(table, 0) + len(rows)
             if self.sink is not None:
                 self.sink(events)
+
+
+def _distinct_sorted(ids: np.ndarray) -> np.ndarray:
+    """The distinct values of a sorted array (a tick's rows are in time order: no hashing of 1M ids)."""
+    return ids[np.flatnonzero(np.diff(ids, prepend=ids[:1] - 1))] if len(ids) else ids
 
 
 def _times_us(rows: pa.RecordBatch | pa.Table) -> np.ndarray:
