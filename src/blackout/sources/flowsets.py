@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from .base import DecodeContext
-from .templates import Template, TemplateError, _walk_variable, extract_fixed, extract_variable
+from .templates import Template, TemplateError, extract_fixed, extract_variable
 
 HOLD_LIMIT = 1000  # data sets held per exporter while waiting for their template
 # Templates kept per exporter: a real one defines tens to hundreds; a spoofed flood of templates under
@@ -196,9 +196,8 @@ class SetBatch:
             self._remainders(chunks, used, lens, metas, origins)
             return cols, np.repeat(np.arange(len(chunks)), counts), int(counts.sum())
         ends = np.cumsum(lens)
-        data = b"".join(chunks)
-        cols, set_index = extract_variable(layout, data, ends - lens, ends)
-        self._remainders(chunks, variable_used(template, data, ends - lens, ends), lens, metas, origins)
+        cols, set_index, stops = extract_variable(layout, b"".join(chunks), ends - lens, ends)
+        self._remainders(chunks, stops - (ends - lens), lens, metas, origins)
         return cols, set_index, len(set_index)
 
     def _remainders(
@@ -316,26 +315,6 @@ def record_rates(cols: dict[int, np.ndarray], n: int) -> np.ndarray | None:
         if fid in cols:
             return cols[fid].astype(np.int64)
     return None
-
-
-def variable_used(template: Template, data: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Per set of variable-length records laid end to end in ``data``: bytes its whole records take.
-
-    Walks the records again with a zero-length marker field at each record's end, whose
-    offset the kernel records (``extract_variable`` keeps only the wanted fields' offsets).
-    """
-    layout = template.layout
-    lengths = np.append(layout.lengths, 0)
-    marker = np.full(len(lengths), -1, dtype=np.int64)
-    marker[-1] = 0
-    buf = np.frombuffer(data, dtype=np.uint8)
-    cap = len(buf) // max(layout.minlen, 1) + 1
-    record_end = np.zeros((cap, 1), dtype=np.int64)
-    set_of = np.zeros(cap, dtype=np.int64)
-    n = _walk_variable(buf, starts, ends, lengths, marker, record_end, set_of)
-    stop = starts.copy()
-    np.maximum.at(stop, set_of[:n], record_end[:n, 0])
-    return stop - starts
 
 
 def first_of(cols: dict[int, np.ndarray], ids: tuple[int, ...], default: np.ndarray) -> np.ndarray:

@@ -210,8 +210,11 @@ def extract_fixed(layout: Layout, data: bytes) -> dict[int, np.ndarray]:
 
 
 @njit(cache=True)
-def _walk_variable(buf, starts, ends, lengths, want_index, out_off, out_set):  # type: ignore[no-untyped-def]
-    """Walk variable-length records (RFC 7011 7: 1-byte length, 255 → 2-byte length follows)."""
+def _walk_variable(buf, starts, ends, lengths, want_index, out_off, out_set, out_stop):  # type: ignore[no-untyped-def]
+    """Walk variable-length records (RFC 7011 7: 1-byte length, 255 → 2-byte length follows).
+
+    ``out_stop[s]``: where set ``s``'s last whole record ends (its start if it has none).
+    """
     n = 0
     nfields = lengths.shape[0]
     cap = out_off.shape[0]
@@ -247,22 +250,27 @@ def _walk_variable(buf, starts, ends, lengths, want_index, out_off, out_set):  #
             out_set[n] = s
             n += 1
             pos = p
+        out_stop[s] = pos
     return n
 
 
-def extract_variable(layout: Layout, data: bytes, starts: np.ndarray, ends: np.ndarray) -> tuple[dict, np.ndarray]:
+def extract_variable(
+    layout: Layout, data: bytes, starts: np.ndarray, ends: np.ndarray
+) -> tuple[dict, np.ndarray, np.ndarray]:
     """Records of variable-length sets laid end to end in ``data`` ([starts[i], ends[i]) per set).
 
-    Returns wanted field id → values and, per record, the index of the set it came from.
+    Returns wanted field id → values, per record the index of the set it came from, and per
+    set where its last whole record ends (bytes after it are padding or a record cut short).
     """
     buf = np.frombuffer(data, dtype=np.uint8)
     cap = len(buf) // max(layout.minlen, 1) + 1
     out_off = np.zeros((cap, max(len(layout.wanted), 1)), dtype=np.int64)
     out_set = np.zeros(cap, dtype=np.int64)
-    n = _walk_variable(buf, starts, ends, layout.lengths, layout.want_index, out_off, out_set)
+    out_stop = np.array(starts, dtype=np.int64)
+    n = _walk_variable(buf, starts, ends, layout.lengths, layout.want_index, out_off, out_set, out_stop)
     cols: dict[int, np.ndarray] = {}
     for j, (fid, flen) in enumerate(layout.wanted):
         idx = out_off[:n, j, None] + np.arange(flen, dtype=np.int64)
         mat = buf[idx]
         cols[fid] = mat if flen == 16 else be_uint(mat)
-    return cols, out_set[:n]
+    return cols, out_set[:n], out_stop
