@@ -226,15 +226,17 @@ def fold_sparse(
     """:func:`fold_cells` when the grid would be too big (many attacks × many sources: a /24 carpet-bombed
     host by host): attack by attack (``owner`` ascending), a code → slot scratch of n_codes entries that
     only the attack's own codes touch and reset, then those codes sorted.  Sums in entry order, as
-    :func:`.sketch.fold_by_owner`'s bincount takes them; memory O(entries + n_codes)."""
+    :func:`.sketch.fold_by_owner`'s bincount takes them; memory O(entries + n_codes) for the output, the
+    scratch holding one attack's distinct codes at most."""
     k = len(weights)
     n = len(owner)
     slot = np.full(n_codes, -1, dtype=np.int64)
     out_codes = np.empty(n, dtype=np.int64)
     out_sums = np.empty((n, k))
     bounds = np.zeros(owners + 1, dtype=np.int64)
-    touched = np.empty(n, dtype=np.int64)
-    scratch = np.empty((n, k))
+    most = min(n, n_codes)  # one attack's distinct codes
+    touched = np.empty(most, dtype=np.int64)
+    scratch = np.empty((most, k))
     done = 0
     i = 0
     for o in range(owners):
