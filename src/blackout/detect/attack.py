@@ -282,8 +282,13 @@ def _fold(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row-level weights summed by (attack, row code) over the entries (row sel[i] of attack owner[i]),
     rows with a negative code left out, in one compiled pass: on a dense grid when it is small enough,
-    else attack by attack through a scratch (what :func:`.sketch.fold_by_owner` returns, either way)."""
-    if owners * n_codes <= DENSE_CELLS:
+    else attack by attack through a scratch (what :func:`.sketch.fold_by_owner` returns, either way).  The
+    grid holds one float per weight per cell, all counted against DENSE_CELLS (the three-column source
+    fold was let have 3 × DENSE_CELLS floats, 96 MB).  The kernels index the weights' tuple at run time,
+    which numba types only when every weight is the same array type: a read-only or strided column
+    (a zero-copy Arrow one) is copied to a writable contiguous float64 first; the usual ones are not."""
+    weights = tuple(np.require(w, np.float64, ["C", "W"]) for w in weights)
+    if owners * n_codes * len(weights) <= DENSE_CELLS:
         return fold_cells(owner, sel, row_code, n_codes, owners, weights)
     return fold_sparse(owner, sel, row_code, n_codes, owners, weights)
 
