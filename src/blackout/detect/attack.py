@@ -1,10 +1,11 @@
 """What the DDoS detector accumulates about one attack, and the record it becomes.
 
 Each tick, the rows toward an attacked target are folded into a fresh
-:class:`AttackStats` (all numpy: bincounts, sorted-key counters), which is
-merged into the attack's running total — or held as *pending* while the
-target is quiet, and merged only if the attack goes on (so an attack's totals
-cover exactly its [start, end) span).
+:class:`AttackStats` (compiled passes over all the attacks' rows at once,
+:mod:`.attack_fold`; sorted-key counters), which is merged into the attack's
+running total — or held as *pending* while the target is quiet, and merged
+only if the attack goes on (so an attack's totals cover exactly its
+[start, end) span).
 """
 
 from __future__ import annotations
