@@ -153,8 +153,8 @@ def test_attack_fold_kernels_equal_bincount_and_fold_by_owner() -> None:
 
     rng = np.random.default_rng(11)
     n_rows, owners, n_src = 5000, 4, 300
-    packets = rng.integers(1, 9, n_rows) * rng.choice([1.0, 0.5, 3.0], n_rows)
-    nbytes, raw = packets * 61.5, packets / 3
+    packets = rng.integers(1, 9, n_rows) * rng.choice([1.0, 0.1, 3.7], n_rows)  # sums whose order shows
+    nbytes, raw = packets * 61.3, packets / 3
     vector, ttl = rng.integers(0, 12, n_rows), rng.integers(0, 256, n_rows).astype(np.uint8)
     sampled, flag = rng.random(n_rows) < 0.01, (rng.random(n_rows) < 0.3).astype(np.float64)
     src_code = rng.integers(0, n_src, n_rows)
