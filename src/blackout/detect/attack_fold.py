@@ -58,7 +58,7 @@ def fold_cells(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     """:func:`.sketch.fold_by_owner` on a dense grid, reading code and weights through the row numbers:
     (bounds, codes, sums); entries whose row code is negative are left out.  The grid has owners × n_codes
-    cells: the caller keeps that to :data:`.sketch.DENSE_CELLS`."""
+    cells of one float per weight: the caller keeps those floats to :data:`.sketch.DENSE_CELLS`."""
     k = len(weights)
     grid = np.zeros((owners * n_codes, k))
     seen = np.zeros(owners * n_codes, dtype=np.bool_)
