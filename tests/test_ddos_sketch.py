@@ -217,3 +217,19 @@ def test_attack_entries_and_port_codes_equal_their_numpy_forms() -> None:
     want_keys, want_codes = dense_codes(port[keep].astype(np.uint64))
     assert np.array_equal(keys, want_keys) and keys.dtype == want_keys.dtype
     assert np.array_equal(codes[keep], want_codes) and (codes[~keep] == -1).all()
+
+
+def test_a_dst_port_wider_than_the_schema_is_refused_not_written_past_the_port_table() -> None:
+    """port_codes' compiled table has 2^16 slots and no bounds checks: a table whose dst_port is not the
+    flow schema's uint16 (port 70000 in it) is a TypeError naming the dtype, not a write past the table."""
+    import pyarrow as pa
+
+    from test_ddos import DATA, pcap_flows, run
+
+    flows = pcap_flows(DATA / "pcap" / "stopddos" / "pkt.TCP.synflood.spoofed.pcap")
+    wide = flows.column("dst_port").to_numpy().astype(np.uint32)
+    wide[:5] = 70000
+    at = flows.schema.get_field_index("dst_port")
+    flows = flows.set_column(at, pa.field("dst_port", pa.uint32()), pa.array(wide))
+    with pytest.raises(TypeError, match="dst_port is uint32"):
+        run(flows, ["ddos.threshold_pps=100", "ddos.baseline=false", "ddos.start_ticks=1"])

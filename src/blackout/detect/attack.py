@@ -238,6 +238,8 @@ def fold_tick(
     src_b, src_c, src_s = src_fold
     folds = [("countries", country_keys, *country_fold), ("asns", asn_keys, *asn_fold)]
     src_tags = np.stack([rows.src_hi[rows.src_first], rows.src_lo[rows.src_first]], axis=1)
+    if rows.dst_port.dtype != np.uint16:  # port_codes' table has 2^16 slots and numba checks no bounds
+        raise TypeError(f"dst_port is {rows.dst_port.dtype}, not the flow schema's uint16")
     port_keys, port_code = port_codes(rows.dst_port, DIRECT_PORTED[rows.vector])  # the entries' ports
     port_b, port_c, port_s = _fold(owner, sel, n, port_code, len(port_keys), rows.packets)
     none = np.zeros(0, dtype=np.int64)  # a SYN flood has neither: no pass over its entries for them

@@ -191,7 +191,8 @@ def attack_entries(
 @njit(cache=True)
 def port_codes(port: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     """(the distinct ports of the kept rows ascending, each row's index there or -1 if not kept):
-    :func:`.sketch.dense_codes` of 16-bit ports in two passes, without widening the column."""
+    :func:`.sketch.dense_codes` of 16-bit ports in two passes, without widening the column.  ``port`` must
+    be uint16 (the flow schema's): a wider value would index past the 2^16-slot table unchecked."""
     seen = np.zeros(1 << 16, dtype=np.int64)
     for r in range(len(port)):
         if keep[r]:
