@@ -128,10 +128,11 @@ def test_state_index_search_matches_a_dict() -> None:
 @pytest.mark.parametrize("name", ["pkt.TCP.synflood.spoofed.pcap", "amp.dns.RRSIG.fragmented.pcap",
                                   "amp.TCP.reflection.SYNACK.pcap"])  # fmt: skip
 def test_dense_and_sparse_attack_folds_give_the_same_records(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The attack accounting's folds on a dense grid and attack by attack through a scratch (the path of
-    many attacks × many sources) give the same records, bit for bit: with DENSE_CELLS at 0 every fold takes
-    the second.  Host and /24 attacks at once (a row feeds both), the flood's vectors, reflection and
-    fragments, source countries and ASes.  (Each kernel against bincount / fold_by_owner: below.)"""
+    """The attack accounting's source, country and AS sums on fold_sources' dense grids and attack by attack
+    through fold_codes' scratch (the path of many attacks × many sources) give the same records, bit for
+    bit: with DENSE_CELLS at 0 they take the second.  Host and /24 attacks at once (a row feeds both),
+    the flood's vectors, reflection and fragments, source countries and ASes.  (Each kernel against
+    bincount / fold_by_owner: below.)"""
     from blackout.detect import attack
     from test_ddos import DATA, FirstOctet, pcap_flows, run
 
@@ -147,10 +148,10 @@ def test_dense_and_sparse_attack_folds_give_the_same_records(name: str, monkeypa
 
 
 def test_attack_fold_kernels_equal_bincount_and_fold_by_owner() -> None:
-    """owner_totals, fold_cells, fold_sparse and fold_sources (read through row numbers, one pass) against
+    """owner_totals, fold_codes and fold_sources (read through row numbers, one pass) against
     np.bincount and fold_by_owner over the gathered columns, exactly: random entries, rows repeated across
     attacks, some rows without a code, one attack with no entries."""
-    from blackout.detect.attack_fold import fold_cells, fold_sources, fold_sparse, owner_totals
+    from blackout.detect.attack_fold import fold_codes, fold_sources, owner_totals
 
     rng = np.random.default_rng(11)
     n_rows, owners, n_src = 5000, 4, 300
@@ -176,9 +177,8 @@ def test_attack_fold_kernels_equal_bincount_and_fold_by_owner() -> None:
         assert np.array_equal(g, w)
     keep = row_code[sel] >= 0
     (wb, wc, ws) = fold_by_owner(owner[keep], owners, row_code[sel][keep], 50, [pk[keep], raw[sel][keep]])
-    for fold in (fold_cells, fold_sparse):
-        (b, c, s) = fold(owner, sel, row_code, 50, owners, (packets, raw))
-        assert np.array_equal(b, wb) and np.array_equal(c, wc) and np.array_equal(s, ws)
+    (b, c, s) = fold_codes(owner, sel, row_code, 50, owners, (packets, raw))
+    assert np.array_equal(b, wb) and np.array_equal(c, wc) and np.array_equal(s, ws)
     folds = fold_sources(owner, sel, owners, src_code, n_src, source_country, 7, source_asn, 40, packets, raw, flag)
     code = src_code[sel]
     wants = (

@@ -19,7 +19,7 @@ import pyarrow as pa
 from .. import addr
 from ..enrich.base import Enricher
 from . import spoofing
-from .attack_fold import fold_cells, fold_sources, fold_sparse, owner_totals, port_codes
+from .attack_fold import fold_codes, fold_sources, owner_totals, port_codes
 from .grouping import group_by_key
 from .reflection import PortReflections, candidates
 from .roles import role_of
@@ -226,7 +226,7 @@ def fold_tick(
     country_keys, source_country = dense_codes(rows.src_country)  # over the tick's distinct sources
     asn_keys, source_asn = dense_codes(rows.src_asn)
     n_src = len(rows.src_uniq)
-    if n * n_src * 3 <= DENSE_CELLS:  # the usual case: one pass for the three
+    if n * n_src * 5 <= DENSE_CELLS:  # grids of 3 + 1 + 1 floats a source at most; the usual case: one pass
         src_fold, country_fold, asn_fold = fold_sources(
             owner, sel, n, rows.src_code, n_src, source_country, len(country_keys), source_asn, len(asn_keys),
             rows.packets, rows.raw_packets, flag,
@@ -284,16 +284,11 @@ def _fold(
     owner: np.ndarray, sel: np.ndarray, owners: int, row_code: np.ndarray, n_codes: int, *weights: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row-level weights summed by (attack, row code) over the entries (row sel[i] of attack owner[i]),
-    rows with a negative code left out, in one compiled pass: on a dense grid when it is small enough,
-    else attack by attack through a scratch (what :func:`.sketch.fold_by_owner` returns, either way).  The
-    grid holds one float per weight per cell, all counted against DENSE_CELLS (the three-column source
-    fold was let have 3 × DENSE_CELLS floats, 96 MB).  The kernels index the weights' tuple at run time,
-    which numba types only when every weight is the same array type: a read-only or strided column
-    (a zero-copy Arrow one) is copied to a writable contiguous float64 first; the usual ones are not."""
+    rows with a negative code left out (:func:`.attack_fold.fold_codes`).  The kernel indexes the weights'
+    tuple at run time, which numba types only when every weight is the same array type: a read-only or
+    strided column (a zero-copy Arrow one) is copied to a writable contiguous float64 first."""
     weights = tuple(np.require(w, np.float64, ["C", "W"]) for w in weights)
-    if owners * n_codes * len(weights) <= DENSE_CELLS:
-        return fold_cells(owner, sel, row_code, n_codes, owners, weights)
-    return fold_sparse(owner, sel, row_code, n_codes, owners, weights)
+    return fold_codes(owner, sel, row_code, n_codes, owners, weights)
 
 
 def _pack_countries(country: np.ndarray) -> np.ndarray:

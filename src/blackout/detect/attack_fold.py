@@ -48,33 +48,6 @@ def owner_totals(
 
 
 @njit(cache=True)
-def fold_cells(
-    owner: np.ndarray,
-    sel: np.ndarray,
-    row_code: np.ndarray,
-    n_codes: int,
-    owners: int,
-    weights: tuple[np.ndarray, ...],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """:func:`.sketch.fold_by_owner` on a dense grid, reading code and weights through the row numbers:
-    (bounds, codes, sums); entries whose row code is negative are left out.  The grid has owners × n_codes
-    cells of one float per weight: the caller keeps those floats to :data:`.sketch.DENSE_CELLS`."""
-    k = len(weights)
-    grid = np.zeros((owners * n_codes, k))
-    seen = np.zeros(owners * n_codes, dtype=np.bool_)
-    for i in range(len(owner)):
-        r = sel[i]
-        c = row_code[r]
-        if c < 0:
-            continue
-        cell = owner[i] * n_codes + c
-        seen[cell] = True
-        for j in range(k):
-            grid[cell, j] += weights[j][r]
-    return _compact(grid, seen, owners, n_codes)
-
-
-@njit(cache=True)
 def _compact(
     grid: np.ndarray, seen: np.ndarray, owners: int, n_codes: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
@@ -114,7 +87,8 @@ def fold_sources(
     tuple[np.ndarray, np.ndarray, np.ndarray],
     tuple[np.ndarray, np.ndarray, np.ndarray],
 ]:  # pragma: no cover - compiled
-    """Three :func:`fold_cells` in one pass over the entries: per (attack, source) packets, raw packets and
+    """Three :func:`fold_codes` on dense grids in one pass over the entries (a flood's tick: few attacks,
+    tens of thousands of sources): per (attack, source) packets, raw packets and
     the spoofed flag; per (attack, source country) and (attack, source AS) packets, the country and AS
     read through the source (``source_country[src_code[r]]``: no per-row code column).  The grids have
     owners × n codes cells each: the caller keeps them to :data:`.sketch.DENSE_CELLS`."""
@@ -216,7 +190,7 @@ def port_codes(port: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 @njit(cache=True)
-def fold_sparse(
+def fold_codes(
     owner: np.ndarray,
     sel: np.ndarray,
     row_code: np.ndarray,
@@ -224,11 +198,13 @@ def fold_sparse(
     owners: int,
     weights: tuple[np.ndarray, ...],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """:func:`fold_cells` when the grid would be too big (many attacks × many sources: a /24 carpet-bombed
-    host by host): attack by attack (``owner`` ascending), a code → slot scratch of n_codes entries that
-    only the attack's own codes touch and reset, then those codes sorted.  Sums in entry order, as
-    :func:`.sketch.fold_by_owner`'s bincount takes them; memory O(entries + n_codes) for the output, the
-    scratch holding one attack's distinct codes at most."""
+    """:func:`.sketch.fold_by_owner` reading code and weights through the row numbers: (bounds, codes,
+    sums), entries whose row code is negative left out.  Attack by attack (``owner`` ascending), a code →
+    slot scratch of n_codes entries that only the attack's own codes touch and reset, then those codes
+    sorted: no grid of attacks × codes, so it serves any number of attacks (a /24 carpet-bombed host by
+    host).  Sums in entry order, as fold_by_owner's bincount takes them; memory O(entries + n_codes).
+    (A dense grid was as fast for ports, 6.1 ms on a flood's 1.8M entries; for 37k sources the fused
+    :func:`fold_sources` grid is: 9.7 ms against 15.4.)"""
     k = len(weights)
     n = len(owner)
     slot = np.full(n_codes, -1, dtype=np.int64)
