@@ -33,7 +33,7 @@ import pyarrow.json as pj
 from numba import njit
 
 from .. import addr
-from ..model import ADDR, PROBE_SCHEMA, TIME, Kind
+from ..model import PROBE_SCHEMA, TIME, Kind
 from .base import DecodeContext, register_file
 
 DAMAGED = "damaged atlas result"
@@ -346,8 +346,8 @@ def _rows(path: str, t: pa.Table, ctx: DecodeContext) -> pa.Table:
         [
             pa.array(ts_us, pa.int64()).cast(TIME),
             prober,
-            pa.Array.from_buffers(ADDR, n, [None, pa.py_buffer(np.ascontiguousarray(target[keep]).tobytes())]),
-            pa.array(np.full(n, "icmp", dtype=object), pa.string()),
+            addr.from_matrix(target[keep]),
+            pa.repeat(pa.scalar("icmp"), n),
             pa.array(sent[keep].astype(np.uint16)),
             pa.array(received.astype(np.uint16)),
             pa.array(rtt.astype(np.float32), mask=~rtt_valid),
