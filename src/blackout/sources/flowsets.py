@@ -58,6 +58,8 @@ TTL_IDS = (192, 52, 53)
 Meta = tuple[str, int, int, int]
 # Where a data set came from, for its errors: template id, offset of its set header in the datagram.
 Origin = tuple[int, int]
+# A data set waiting for its template: its meta, where it came from, its body.
+Held = tuple[Meta, Origin, bytes]
 
 
 @dataclasses.dataclass
@@ -66,7 +68,7 @@ class FlowState:
 
     templates: dict[tuple[str, int, int], Template] = dataclasses.field(default_factory=dict)
     template_counts: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
-    held: dict[str, collections.deque[tuple[int, int, bytes, Meta, int]]] = dataclasses.field(default_factory=dict)
+    held: dict[str, collections.deque[Held]] = dataclasses.field(default_factory=dict)
     held_keys: collections.Counter[tuple[str, int, int]] = dataclasses.field(default_factory=collections.Counter)
     samplers: dict[tuple[str, int], dict[int, int]] = dataclasses.field(default_factory=dict)
     default_rate: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)
@@ -123,7 +125,7 @@ class SetBatch:
         """A data set body (its header at ``offset``): decode now if its template is known, else hold it."""
         template = self.state.templates.get((meta[0], meta[1], tid))
         if template is None:
-            self._hold(meta, tid, body, offset)
+            self._hold((meta, (tid, offset), body))
         elif template.options:
             self._options(meta, template, body, (tid, offset))
         else:
@@ -132,27 +134,29 @@ class SetBatch:
             metas.append(meta)
             origins.append((tid, offset))
 
-    def _hold(self, meta: Meta, tid: int, body: bytes, offset: int) -> None:
+    def _hold(self, item: Held) -> None:
+        meta, (tid, _), _ = item
         exporter = meta[0]
         self.ctx.counters[(exporter, "template_misses")] += 1
         queue = self.state.held.setdefault(exporter, collections.deque())
         if len(queue) >= HOLD_LIMIT:
-            domain, old_tid, *_ = queue.popleft()
-            old = (exporter, domain, old_tid)
+            old_meta, (old_tid, _), _ = queue.popleft()
+            old = (exporter, old_meta[1], old_tid)
             self.state.held_keys[old] -= 1
             if self.state.held_keys[old] <= 0:
                 del self.state.held_keys[old]  # a zero left behind per key would grow without bound
             self.ctx.counters[(exporter, "held_dropped")] += 1
             self.ctx.errors.add(exporter, f"data for template {old_tid} dropped: template never arrived")
-        queue.append((meta[1], tid, body, meta, offset))
+        queue.append(item)
         self.state.held_keys[(exporter, meta[1], tid)] += 1
 
     def _release(self, key: tuple[str, int, int], template: Template) -> None:
         queue = self.state.held[key[0]]
-        keep: collections.deque[tuple[int, int, bytes, Meta, int]] = collections.deque()
+        keep: collections.deque[Held] = collections.deque()
         for item in queue:
-            if (item[0], item[1]) == key[1:]:
-                self.data_set(item[3], item[1], item[2], item[4])
+            meta, (tid, offset), body = item
+            if (meta[1], tid) == key[1:]:
+                self.data_set(meta, tid, body, offset)
             else:
                 keep.append(item)
         self.state.held[key[0]] = keep
