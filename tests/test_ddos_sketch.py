@@ -158,7 +158,7 @@ def test_attack_fold_kernels_equal_bincount_and_fold_by_owner() -> None:
     packets = rng.integers(1, 9, n_rows) * rng.choice([1.0, 0.1, 3.7], n_rows)  # sums whose order shows
     nbytes, raw = packets * 61.3, packets / 3
     vector, ttl = rng.integers(0, 12, n_rows), rng.integers(0, 256, n_rows).astype(np.uint8)
-    sampled, flag = rng.random(n_rows) < 0.01, (rng.random(n_rows) < 0.3).astype(np.float64)
+    sampled, flag = rng.random(n_rows) < 0.01, (rng.random(n_src) < 0.3).astype(np.float64)  # flag: per source
     src_code = rng.integers(0, n_src, n_rows)
     source_country, source_asn = rng.integers(0, 7, n_src), rng.integers(0, 40, n_src)
     row_code = np.where(rng.random(n_rows) < 0.2, -1, rng.integers(0, 50, n_rows))
@@ -182,7 +182,7 @@ def test_attack_fold_kernels_equal_bincount_and_fold_by_owner() -> None:
     folds = fold_sources(owner, sel, owners, src_code, n_src, source_country, 7, source_asn, 40, packets, raw, flag)
     code = src_code[sel]
     wants = (
-        fold_by_owner(owner, owners, code, n_src, [pk, raw[sel], flag[sel]]),
+        fold_by_owner(owner, owners, code, n_src, [pk, raw[sel], flag[code]]),
         fold_by_owner(owner, owners, source_country[code], 7, [pk]),
         fold_by_owner(owner, owners, source_asn[code], 40, [pk]),
     )

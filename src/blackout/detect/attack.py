@@ -47,7 +47,7 @@ class AttackRows:
     size: np.ndarray  # bytes per packet of the row
     ttl: np.ndarray
     sampled: np.ndarray
-    flag: np.ndarray  # source is a bogon or (routing known) unrouted
+    src_flag: np.ndarray  # per distinct source: a bogon or (routing known) unrouted
     src_country: np.ndarray  # per distinct source: uint64 packed ISO code, 0 unknown
     src_asn: np.ndarray  # per distinct source: uint64, 0 unknown
     src_uniq: np.ndarray  # the tick's distinct source keys, sorted
@@ -93,7 +93,7 @@ class AttackRows:
             raw_bytes / np.maximum(raw, 1.0),
             pick(cols.table.column("ttl").to_numpy()),
             rate > 1,
-            flag[inv],
+            flag,
             packed,
             np.asarray(info.origin_asn, dtype=np.uint64),
             uniq,
@@ -222,7 +222,7 @@ def fold_tick(
         owner, sel, rows.packets, rows.bytes, rows.vector, rows.ttl, rows.sampled, n, N_VECTORS
     )
     packets, sizes, sampled = packets.tolist(), sizes.tolist(), sampled.tolist()
-    flag = rows.flag.astype(np.float64)
+    flag = rows.src_flag.astype(np.float64)  # per source; a row's is flag[src_code[row]]
     country_keys, source_country = dense_codes(rows.src_country)  # over the tick's distinct sources
     asn_keys, source_asn = dense_codes(rows.src_asn)
     n_src = len(rows.src_uniq)
@@ -232,7 +232,7 @@ def fold_tick(
             rows.packets, rows.raw_packets, flag,
         )  # fmt: skip
     else:
-        src_fold = _fold(owner, sel, n, rows.src_code, n_src, rows.packets, rows.raw_packets, flag)
+        src_fold = _fold(owner, sel, n, rows.src_code, n_src, rows.packets, rows.raw_packets, flag[rows.src_code])
         country_fold = _fold(owner, sel, n, source_country[rows.src_code], len(country_keys), rows.packets)
         asn_fold = _fold(owner, sel, n, source_asn[rows.src_code], len(asn_keys), rows.packets)
     src_b, src_c, src_s = src_fold

@@ -88,10 +88,10 @@ def fold_sources(
     tuple[np.ndarray, np.ndarray, np.ndarray],
 ]:  # pragma: no cover - compiled
     """Three :func:`fold_codes` on dense grids in one pass over the entries (a flood's tick: few attacks,
-    tens of thousands of sources): per (attack, source) packets, raw packets and
-    the spoofed flag; per (attack, source country) and (attack, source AS) packets, the country and AS
-    read through the source (``source_country[src_code[r]]``: no per-row code column).  The grids have
-    owners × n codes cells each: the caller keeps them to :data:`.sketch.DENSE_CELLS`."""
+    tens of thousands of sources): per (attack, source) packets, raw packets and the spoofed flag; per
+    (attack, source country) and (attack, source AS) packets.  Flag, country and AS are per source, read
+    through it (``source_country[src_code[r]]``: no per-row column).  The grids have owners × n codes
+    cells each: the caller keeps them to :data:`.sketch.DENSE_CELLS`."""
     src = np.zeros((owners * n_src, 3))
     src_seen = np.zeros(owners * n_src, dtype=np.bool_)
     country = np.zeros((owners * n_country, 1))
@@ -106,7 +106,7 @@ def fold_sources(
         src_seen[cell] = True
         src[cell, 0] += pk
         src[cell, 1] += raw[r]
-        src[cell, 2] += flag[r]
+        src[cell, 2] += flag[s]
         cell = o * n_country + source_country[s]
         country_seen[cell] = True
         country[cell, 0] += pk
