@@ -535,7 +535,8 @@ def _remainder_counts(ctx: DecodeContext, exporter: str) -> tuple[int, int, int]
 def test_softflowd_set_cut_short_or_padded(version: int) -> None:
     """softflowd's second datagram with its last record cut in half (non-zero): one truncated record,
     counted once with the set's offset, every other record as the `netflow` package decodes them
-    without the cut record; the same set with zero padding one byte shorter than a record: padding."""
+    without the cut record; the same set with zero padding one byte shorter than a record: padding;
+    the datagram cut a few bytes into that record: a cut record again."""
     first, second = softflowd_export(version)[:2]
     ctx = DecodeContext()
     decode([first, second], ["sf", "sf"], ctx)
@@ -561,6 +562,16 @@ def test_softflowd_set_cut_short_or_padded(version: int) -> None:
     ctx = DecodeContext()
     table = decode([first, _with_last_set(second, version, body[:-reclen] + bytes(reclen - 1))], ["sf", "sf"], ctx)
     assert _remainder_counts(ctx, "sf") == (padding + reclen - 1, 0, 0) and ctx.errors.total == 0
+    assert our_rows(table) == expected_rows(flows, options)
+
+    # The datagram itself ends 1-3 bytes into that record, on a 4-byte boundary (a snaplen cut): the set
+    # header still declares the whole set, so those bytes are a cut record, not alignment padding
+    start = len(second) - reclen
+    snapped = second[: start + ((-start) % 4 or 4)]
+    ctx = DecodeContext()
+    table = decode([first, snapped], ["sf", "sf"], ctx)
+    clipped = 2 + (version == 10)  # the set runs past the datagram (IPFIX: the message too), a record cut
+    assert _remainder_counts(ctx, "sf") == (padding, 1, clipped) and ctx.errors.total == clipped
     assert our_rows(table) == expected_rows(flows, options)
 
 

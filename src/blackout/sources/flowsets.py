@@ -11,10 +11,11 @@ pad a set so the next one starts aligned; the padding is shorter than any record
 and made of zero octets (IPFIX: MUST, v9: SHOULD).  Padding, counted as ``padding_bytes``
 and not an error: a zero-filled remainder, or 1-3 non-zero bytes that end the set on a
 4-byte boundary of the message (MikroTik pads with stale bytes; tshark shows them as
-padding too).  Any other remainder, including a variable-length record that runs past the
-set end, is a record cut short: ``truncated_records`` (one per set: only its last record
-can be cut) plus a ``decode_errors`` entry naming the template and the set's offset.  The
-check costs one slice per set with a remainder, never one per record.
+padding too).  Any other remainder is a record cut short -- so is a variable-length record
+that runs past the set end, and any remainder of a set the datagram ends inside (a snaplen
+cut): ``truncated_records`` (one per set: only its last record can be cut) plus a
+``decode_errors`` entry naming the template and the set's offset.  The check costs one
+slice per set with a remainder, never one per record.
 
 Column semantics (where several fields could feed one column, the first present wins):
 
@@ -56,8 +57,9 @@ TTL_IDS = (192, 52, 53)
 
 # Set meta: exporter, domain, export unix seconds, sysUptime ms (-1 for IPFIX).
 Meta = tuple[str, int, int, int]
-# Where a data set came from, for its errors: template id, offset of its set header in the datagram.
-Origin = tuple[int, int]
+# Where a data set came from: template id, offset of its set header in the datagram, the length that
+# header declares (more than the set holds when the datagram ends first).
+Origin = tuple[int, int, int]
 # A data set waiting for its template: its meta, where it came from, its body.
 Held = tuple[Meta, Origin, bytes]
 
@@ -121,26 +123,26 @@ class SetBatch:
             self.state.template_counts[key[0]] -= 1
 
     # ------------------------------------------------------------ data sets
-    def data_set(self, meta: Meta, tid: int, body: bytes, offset: int) -> None:
-        """A data set body (its header at ``offset``): decode now if its template is known, else hold it."""
-        template = self.state.templates.get((meta[0], meta[1], tid))
+    def data_set(self, meta: Meta, body: bytes, origin: Origin) -> None:
+        """A data set body (after its header): decode now if its template is known, else hold it."""
+        template = self.state.templates.get((meta[0], meta[1], origin[0]))
         if template is None:
-            self._hold((meta, (tid, offset), body))
+            self._hold((meta, origin, body))
         elif template.options:
-            self._options(meta, template, body, (tid, offset))
+            self._options(meta, template, body, origin)
         else:
             chunks, metas, origins = self.groups.setdefault(template, ([], [], []))
             chunks.append(body)
             metas.append(meta)
-            origins.append((tid, offset))
+            origins.append(origin)
 
     def _hold(self, item: Held) -> None:
-        meta, (tid, _), _ = item
+        meta, (tid, *_), _ = item
         exporter = meta[0]
         self.ctx.counters[(exporter, "template_misses")] += 1
         queue = self.state.held.setdefault(exporter, collections.deque())
         if len(queue) >= HOLD_LIMIT:
-            old_meta, (old_tid, _), _ = queue.popleft()
+            old_meta, (old_tid, *_), _ = queue.popleft()
             old = (exporter, old_meta[1], old_tid)
             self.state.held_keys[old] -= 1
             if self.state.held_keys[old] <= 0:
@@ -154,9 +156,9 @@ class SetBatch:
         queue = self.state.held[key[0]]
         keep: collections.deque[Held] = collections.deque()
         for item in queue:
-            meta, (tid, offset), body = item
-            if (meta[1], tid) == key[1:]:
-                self.data_set(meta, tid, body, offset)
+            meta, origin, body = item
+            if (meta[1], origin[0]) == key[1:]:
+                self.data_set(meta, body, origin)
             else:
                 keep.append(item)
         self.state.held[key[0]] = keep
@@ -211,9 +213,10 @@ class SetBatch:
         for i in np.flatnonzero(used < lens).tolist():
             tail = chunks[i][int(used[i]) :]
             exporter = metas[i][0]
-            tid, offset = origins[i]
-            aligned = len(tail) < 4 and (offset + 4 + len(chunks[i])) % 4 == 0
-            if aligned or tail.count(0) == len(tail):
+            tid, offset, declared = origins[i]
+            aligned = len(tail) < 4 and (offset + declared) % 4 == 0
+            clipped = 4 + len(chunks[i]) < declared  # the datagram ended inside the set: no padding there
+            if not clipped and (aligned or tail.count(0) == len(tail)):
                 self.ctx.counters[(exporter, "padding_bytes")] += len(tail)
                 continue
             self.ctx.counters[(exporter, "truncated_records")] += 1
@@ -382,7 +385,7 @@ def walk_sets(
             batch.error(exporter, f"set of {length} bytes runs past the message end", pos)
             set_end = end
         if set_id >= 256:
-            batch.data_set(meta, set_id, payload[pos + 4 : set_end], pos)
+            batch.data_set(meta, payload[pos + 4 : set_end], (set_id, pos, length))
         elif set_id in parsers:
             try:
                 parsers[set_id](payload, pos + 4, set_end, meta, batch)
