@@ -74,12 +74,13 @@ def test_damaged_objects_are_counted_and_the_rest_kept() -> None:
     objs = results(20)
     lines = [json.dumps(o) for o in objs]
     lines.insert(5, '{"prb_id": 12, "timestamp": 14192')  # cut in the middle
+    lines.insert(6, '{"prb_id": 13, "result": [{"rtt": 1.5}, {"rt')  # and the next one too
     lines.insert(9, json.dumps({**objs[0], "dst_addr": "not an address"}))
     lines.insert(11, json.dumps({**objs[0], "rcvd": 9}))  # more answers than packets sent
     lines.insert(13, json.dumps({**objs[0], "type": "traceroute"}))
     table, ctx = decode("\n".join(lines).encode())
     check_against_sagan(table, objs)
-    assert ctx.errors.by_reason() == {DAMAGED: 3, "not a ping result": 1}
+    assert ctx.errors.by_reason() == {DAMAGED: 4, "not a ping result": 1}
 
 
 def test_damaged_array_keeps_what_precedes_the_damage() -> None:
@@ -89,7 +90,7 @@ def test_damaged_array_keeps_what_precedes_the_damage() -> None:
     table, ctx = decode((text[: cut + 40] + "\x00garbage").encode())
     assert 0 < table.num_rows < len(objs)
     check_against_sagan(table, objs[: table.num_rows])
-    assert ctx.errors.total >= 1
+    assert ctx.errors.examples == [f"atlas.json at offset {cut}: {DAMAGED}"]
 
 
 def test_array_gives_the_rows_of_json_lines_on_the_kp_scenario(kp_scenario: Path) -> None:
@@ -105,19 +106,20 @@ def test_array_gives_the_rows_of_json_lines_on_the_kp_scenario(kp_scenario: Path
 
 
 def damage_cases() -> list[tuple[str, bytes, bool]]:
-    """(name, damaged element, whether it breaks the array's structure) for element 5 of results(20)."""
+    """(name, damaged element, whether the decoder sees the damage in the JSON, so knows its offset)
+    for element 5 of results(20)."""
     item = json.dumps(results(20)[5]).encode()
     cuts = [(f"cut at {i}", item[:i], True) for i in range(1, len(item), 23)]
     return [
         *cuts,
         ("garbage", b"\x00garbage", True),
-        ("invalid utf-8 in dst_addr", item.replace(b"175.", b"\x80\x81", 1), False),
+        ("invalid utf-8 in dst_addr", item.replace(b"175.", b"\x80\x81", 1), True),
         ("string probe id", item.replace(b'"prb_id": 1005', b'"prb_id": "x"'), False),
     ]
 
 
-@pytest.mark.parametrize(("name", "bad", "breaks"), damage_cases(), ids=[c[0] for c in damage_cases()])
-def test_damaged_array_element_is_counted_and_the_rest_kept(name: str, bad: bytes, breaks: bool) -> None:
+@pytest.mark.parametrize(("name", "bad", "located"), damage_cases(), ids=[c[0] for c in damage_cases()])
+def test_damaged_array_element_is_counted_and_the_rest_kept(name: str, bad: bytes, located: bool) -> None:
     """The array path keeps what the JSON-lines path keeps (both checked by sagan) and names the element's offset."""
     objs = results(20)
     items = [json.dumps(o).encode() for o in objs]
@@ -128,9 +130,38 @@ def test_damaged_array_element_is_counted_and_the_rest_kept(name: str, bad: byte
     check_against_sagan(from_array, objs[:5] + objs[6:])
     assert from_array.equals(from_lines)
     assert ctx.errors.by_reason() == lines_ctx.errors.by_reason() == {DAMAGED: 1}
-    if breaks:
+    if located:
         offset = len(b"\n [") + sum(len(item) + len(b",\n  ") for item in items[:5])
         assert ctx.errors.examples == [f"atlas.json at offset {offset}: {DAMAGED}"]
+
+
+@pytest.mark.parametrize(
+    ("after", "kept", "where"),
+    [
+        (b"", 3, [0]),  # the file ends inside the array (the API's download was cut)
+        (b",\n", 3, [0]),
+        (b"]\n]\n", 3, [-2]),  # text after the array's end
+        (b"]garbage", 3, [-7]),
+        (b"][" + b",".join(json.dumps(o).encode() for o in results(3)) + b"]", 6, [-9000, -1]),  # two arrays
+        (b"]\n \r\n", 3, []),
+        (b",]", 3, []),  # a trailing comma loses nothing
+    ],
+)
+def test_unclosed_array_or_text_after_it_is_counted(after: bytes, kept: int, where: list[int]) -> None:
+    """What may have been lost at the array's end is counted at its offset (``where``: from the end of the file;
+    -9000: the second array's ``[``); the results are kept (checked by sagan)."""
+    objs = results(3)
+    data = b"[" + b",".join(json.dumps(o).encode() for o in objs) + after
+    table, ctx = decode(data)
+    check_against_sagan(table, (objs * 2)[:kept])
+    offsets = [len(data) + w if w != -9000 else data.index(b"][") + 1 for w in where]
+    assert ctx.errors.examples == [f"atlas.json at offset {o}: {DAMAGED}" for o in offsets]
+
+
+@pytest.mark.parametrize("data", [b"", b" \n", b"[]", b" [ \n ]\n", b"[\n]"])
+def test_empty_input_or_array_has_no_rows_and_no_errors(data: bytes) -> None:
+    table, ctx = decode(data)
+    assert table.num_rows == 0 and ctx.errors.total == 0
 
 
 @pytest.mark.parametrize("unit", [b'{"prb_id":[', b'{"a', b"{"])

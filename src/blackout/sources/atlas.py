@@ -12,17 +12,18 @@ How: JSON lines are parsed by Arrow's C++ JSON reader over the whole buffer
 default) is first rewritten in place as JSON lines by a numba walk (outer
 brackets and the commas between elements become whitespace and newlines), so
 it takes the same path (about 1.1x the JSON-lines time; bench/bench_atlas.py).
-If Arrow refuses the buffer (a damaged line or element), the lines are parsed
-one by one with the standard library so the good ones survive; an array whose
-structure is broken (truncated, garbage between elements) is decoded element
-by element, resynchronising after each damaged stretch.  Destination addresses are parsed once per distinct
-address (a measurement has few targets).  Objects without a usable time, probe
+If Arrow refuses the buffer (a damaged line or element, or an array whose
+structure is broken), the values are decoded one by one with the standard
+library, resynchronising after each damaged stretch, so the good ones survive.
+Destination addresses are parsed once per distinct address (a measurement has
+few targets).  Objects without a usable time, probe
 id, address or counts are counted in ``ctx.errors`` as "damaged atlas result".
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -75,27 +76,12 @@ class AtlasDecoder:
 def _parse(path: str, data: bytes, ctx: DecodeContext) -> pa.Table:
     """The needed fields of every result object as a table of _FIELDS (damaged objects counted, left out)."""
     text = data.lstrip()
-    lead = len(data) - len(text)  # offsets in errors are the file's
-    lines: bytes | np.ndarray = text
-    if text[:1] == b"[":
-        as_lines = _array_as_lines(text)
-        if as_lines is None:  # not one well-formed array of objects: element by element
-            return _from_objects(path, _array_objects(path, text, lead, ctx), ctx)
-        lines = as_lines
-    table = _arrow_lines(lines)
+    lines = _array_as_lines(text) if text[:1] == b"[" else text
+    table = _arrow_lines(lines) if lines is not None else None
     if table is not None:
         return table
-    # a damaged line (or array element: same offsets) somewhere: line by line so the good ones survive
-    objs: list[Any] = []
-    offset = lead
-    for line in bytes(lines).split(b"\n"):
-        if line.strip():
-            try:
-                objs.append(json.loads(line))
-            except (ValueError, RecursionError):
-                ctx.errors.add(path, DAMAGED, offset)
-        offset += len(line) + 1
-    return _from_objects(path, objs, ctx)
+    # damaged somewhere: value by value so the good ones survive
+    return _from_objects(path, _values(path, text, len(data) - len(text), ctx), ctx)
 
 
 def _arrow_lines(text: bytes | np.ndarray) -> pa.Table | None:
@@ -168,60 +154,63 @@ def _unwrap_array(buf: np.ndarray) -> bool:  # pragma: no cover - compiled
     return closed
 
 
-def _array_objects(path: str, text: bytes, lead: int, ctx: DecodeContext) -> list[Any]:
-    """The elements of a JSON array whose structure is broken (truncated, garbage between elements).
+def _values(path: str, text: bytes, lead: int, ctx: DecodeContext) -> list[Any]:
+    """The values of JSON lines or of a JSON array that Arrow refused, decoded one by one.
 
-    Each element is decoded in turn; at a damaged one the walk resynchronises at
-    the next ``{`` that decodes to a result object (one with ``prb_id``), so the
-    fragments of the damaged element are skipped and everything after it is
-    kept.  A damaged stretch counts once, at its byte offset in the file.
-    Elements holding invalid UTF-8 are damaged, as on the Arrow path.  Failed
-    attempts may examine about 8x the file: hostile input (a megabyte of
-    ``{"a":[`` nesting) would otherwise take minutes; past that the rest of the
-    file belongs to the damaged stretch being skipped."""
-    try:
-        parsed = json.loads(text)
-    except (ValueError, RecursionError):
-        parsed = None
-    if isinstance(parsed, list):
-        return parsed
-    body = text.decode("utf-8", errors="surrogateescape")  # one char per invalid byte: offsets stay exact
-    ascii_only = body.isascii()
+    At a damaged value in an array the walk resynchronises at the next ``{``
+    that decodes to a result object (one with ``prb_id``), so the fragments of
+    the damaged value are skipped and everything after it is kept; in JSON
+    lines the next line ends the damage, as on a line-by-line reading.  A
+    damaged stretch counts once, at its byte offset in the file (``lead``: the
+    whitespace stripped before ``text``); so does an array that is not closed,
+    or anything after its ``]``.  Values holding invalid UTF-8 are damaged, as on
+    the Arrow path.  Failed attempts may examine about 8x the file: hostile
+    input (a megabyte of ``{"a":[`` nesting) would otherwise take minutes;
+    past that the rest of the file belongs to the damaged stretch being
+    skipped."""
+    body = text.decode("latin-1")  # one char per byte: positions are byte offsets
+    by_line = body[:1] != "["  # JSON lines: one value per line, so a damaged line ends at its newline
+    in_array = not by_line
     objs: list[Any] = []
-    cursor = [0, lead]  # a char position and its byte offset in the file, moved forward only
-
-    def damaged(pos: int) -> None:
-        if not ascii_only:
-            cursor[1] += len(body[cursor[0] : pos].encode("utf-8", "surrogateescape"))
-            cursor[0] = pos
-        ctx.errors.add(path, DAMAGED, pos + lead if ascii_only else cursor[1])
-
-    pos, lost, budget = 1, False, 8 * len(body) + (1 << 16)
-    while pos < len(body):
-        if lost:  # after damage: only a whole result object ends the skipped stretch
-            pos = body.find("{", pos + 1)
+    pos, lost, budget = int(in_array), False, 8 * len(body) + (1 << 16)
+    while True:
+        if lost:  # after damage: in an array, only a whole result object ends the skipped stretch
+            pos = body.find("\n" if by_line else "{", pos)
             if pos < 0:
                 break
-        else:
-            while pos < len(body) and body[pos] in " \t\r\n,":
-                pos += 1
-            if pos >= len(body) or body[pos] == "]":
+            lost = not by_line
+        if not lost:
+            pos = _GAP.match(body, pos).end()  # type: ignore[union-attr]  # matches the empty string
+            if pos >= len(body):
+                if in_array:  # truncated: the array was never closed
+                    ctx.errors.add(path, DAMAGED, pos + lead)
                 break
+            if in_array and body[pos] == "]":
+                in_array, pos = False, _GAP.match(body, pos + 1).end()  # type: ignore[union-attr]
+                if pos < len(body):  # more after the array
+                    ctx.errors.add(path, DAMAGED, pos + lead)
+                    lost = True
+                continue
         try:
-            obj, end = _decode_at(body, pos, ascii_only)
+            obj, end = _decode_at(text, body, pos)
         except _Failed as failed:
             budget -= failed.cost
             if not lost:
-                damaged(pos)
+                ctx.errors.add(path, DAMAGED, pos + lead)
                 lost = True
             if budget < 0:
                 break
+            pos += 1
             continue
         if lost and not (isinstance(obj, dict) and "prb_id" in obj):
-            continue  # a fragment of the damaged element (an answer such as {"rtt": 12.3})
+            pos += 1
+            continue  # a fragment of the damaged value (an answer such as {"rtt": 12.3})
         objs.append(obj)
         pos, lost = end, False
     return objs
+
+
+_GAP = re.compile(r"[ \t\r\n,]*")  # between values: whitespace, and commas in an array
 
 
 class _Failed(Exception):
@@ -234,20 +223,21 @@ class _Failed(Exception):
 _DECODER = json.JSONDecoder()
 
 
-def _decode_at(body: str, pos: int, ascii_only: bool) -> tuple[Any, int]:
-    """The JSON value at ``pos`` and where it ends, decoded from a window that widens while it may
-    have cut the value: a decode error over the whole text costs a count of its newlines up to pos."""
+def _decode_at(text: bytes, body: str, pos: int) -> tuple[Any, int]:
+    """The JSON value at ``pos`` of ``text`` (``body``: its bytes as latin-1) and where it ends, decoded
+    from a window that widens while it may have cut the value: a decode error over the whole text
+    costs a count of its newlines up to pos."""
     width = 1024
     while True:
         window = body[pos : pos + width]
         try:
             obj, end = _DECODER.raw_decode(window)
-            if not ascii_only:
-                window[:end].encode("utf-8")  # a lone surrogate here was an invalid byte
+            if not window[:end].isascii():  # strings hold UTF-8: decode the bytes (invalid UTF-8 fails)
+                obj = json.loads(text[pos : pos + end])
             return obj, pos + end
         except RecursionError:
             raise _Failed(len(window)) from None
-        except UnicodeEncodeError:
+        except UnicodeDecodeError:
             raise _Failed(end) from None
         except json.JSONDecodeError as e:
             cut = pos + width < len(body) and (e.pos > len(window) - 256 or e.msg.startswith("Unterminated"))
