@@ -11,13 +11,16 @@ How: JSON lines are parsed by Arrow's C++ JSON reader over the whole buffer
 (no Python object per result); a JSON array (what the Atlas API returns by
 default) is first rewritten in place as JSON lines by a numba walk (outer
 brackets and the commas between elements become whitespace and newlines), so
-it takes the same path (about 1.1x the JSON-lines time; bench/bench_atlas.py).
-If Arrow refuses the buffer (a damaged line or element, or an array whose
-structure is broken), the values are decoded one by one with the standard
-library, resynchronising after each damaged stretch, so the good ones survive.
-Destination addresses are parsed once per distinct address (a measurement has
-few targets).  Objects without a usable time, probe
-id, address or counts are counted in ``ctx.errors`` as "damaged atlas result".
+it takes the same path (bench/bench_atlas.py prints the cost: 1.75-2.1x the
+JSON-lines time on 100k results, the single-threaded rewrite against Arrow's
+threaded parse).  If Arrow refuses the buffer (a damaged line or element, or
+an array whose structure is broken), the values are decoded one by one with the
+standard library, resynchronising after each damaged stretch, so the good ones
+survive; one damaged value sends the whole file this way, at about sagan's
+speed (the bench's "one line cut").  Destination addresses are parsed once per
+distinct address (a measurement has few targets).  Objects without a usable
+time, probe id, address or counts are counted in ``ctx.errors`` as "damaged
+atlas result".
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ def _array_as_lines(text: bytes) -> np.ndarray | None:
     """A JSON array of objects rewritten as JSON lines (same length), or None when it is not one.
 
     The rewritten copy goes to Arrow as it is: turning it back into ``bytes``
-    cost a second copy of the file (~8 ms of the ~17 ms this step took on 8 MB)."""
+    would copy the file a second time."""
     buf = np.frombuffer(text, dtype=np.uint8).copy()
     return buf if _unwrap_array(buf) else None
 
