@@ -105,6 +105,29 @@ def test_array_gives_the_rows_of_json_lines_on_the_kp_scenario(kp_scenario: Path
         assert ctx.errors.total == 0
 
 
+@pytest.mark.parametrize("layout", ["lines", "array"])
+def test_damage_in_a_large_file_is_found_by_halving(layout: str) -> None:
+    """~1 MB (past the stretch walked value by value): damaged values first, last, adjacent and alone are
+    each counted at their offset, and every other result kept, as sagan reads it.  The damage leaves the
+    array's structure whole (a cut element sends the whole array value by value: damage_cases)."""
+    objs = results(3000)
+    items = [json.dumps(o).encode() for o in objs]
+    damaged = {
+        0: b'{"prb_id" 1}',
+        1400: b'{"prb_id": 1 "x"}',
+        1401: b'{"a": 1,}',
+        2999: items[2999].replace(b"175.", b"\xff", 1),
+    }
+    for i, bad in damaged.items():
+        items[i] = bad
+    sep = b"\n" if layout == "lines" else b",\n"
+    data = sep.join(items) if layout == "lines" else b"[" + sep.join(items) + b"]"
+    table, ctx = decode(data)
+    check_against_sagan(table, [o for i, o in enumerate(objs) if i not in damaged])
+    starts = [len(data) - len(sep.join(items[i:])) - (layout == "array") for i in sorted(damaged)]
+    assert ctx.errors.examples == [f"atlas.json at offset {o}: {DAMAGED}" for o in starts]
+
+
 def damage_cases() -> list[tuple[str, bytes, bool]]:
     """(name, damaged element, whether the decoder sees the damage in the JSON, so knows its offset)
     for element 5 of results(20)."""

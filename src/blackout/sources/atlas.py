@@ -13,11 +13,12 @@ default) is first rewritten in place as JSON lines by a numba walk (outer
 brackets and the commas between elements become whitespace and newlines), so
 it takes the same path (bench/bench_atlas.py prints the cost: 1.75-2.1x the
 JSON-lines time on 100k results, the single-threaded rewrite against Arrow's
-threaded parse).  If Arrow refuses the buffer (a damaged line or element, or
-an array whose structure is broken), the values are decoded one by one with the
-standard library, resynchronising after each damaged stretch, so the good ones
-survive; one damaged value sends the whole file this way, at about sagan's
-speed (the bench's "one line cut").  Destination addresses are parsed once per
+threaded parse).  If Arrow refuses the buffer (a damaged line or element),
+it is halved at newlines and each half read by Arrow again, down to stretches
+of 64 KB whose values are decoded one by one with the standard library,
+resynchronising after each damaged stretch, so the good ones survive.  An array
+whose structure is broken (an element cut) is decoded value by value whole, at
+about sagan's speed.  Destination addresses are parsed once per
 distinct address (a measurement has few targets).  Objects without a usable
 time, probe id, address or counts are counted in ``ctx.errors`` as "damaged
 atlas result".
@@ -79,19 +80,36 @@ class AtlasDecoder:
 def _parse(path: str, data: bytes, ctx: DecodeContext) -> pa.Table:
     """The needed fields of every result object as a table of _FIELDS (damaged objects counted, left out)."""
     text = data.lstrip()
+    lead = len(data) - len(text)  # offsets in errors are the file's
     lines = _array_as_lines(text) if text[:1] == b"[" else text
-    table = _arrow_lines(lines) if lines is not None else None
+    if lines is None:  # an array whose structure is broken: value by value so the good ones survive
+        return _from_objects(path, _values(path, text, lead, ctx, in_array=True), ctx)
+    table = _arrow_lines(pa.py_buffer(lines))
     if table is not None:
         return table
-    # damaged somewhere: value by value so the good ones survive
-    return _from_objects(path, _values(path, text, len(data) - len(text), ctx), ctx)
+    return pa.concat_tables(_halves(path, bytes(lines), 0, len(lines), lead, ctx))
 
 
-def _arrow_lines(text: bytes | np.ndarray) -> pa.Table | None:
+_WALK_BYTES = 1 << 16  # a refused stretch this small is walked value by value rather than halved again
+
+
+def _halves(path: str, lines: bytes, start: int, end: int, lead: int, ctx: DecodeContext) -> list[pa.Table]:
+    """JSON lines Arrow refused somewhere in lines[start:end]: the stretch is halved at a newline and each
+    half read by Arrow again, so only small stretches around the damage are decoded value by value."""
+    table = _arrow_lines(pa.py_buffer(lines).slice(start, end - start)) if start > 0 or end < len(lines) else None
+    if table is not None:
+        return [table]
+    split = lines.find(b"\n", start + (end - start) // 2, end)
+    if end - start <= _WALK_BYTES or split < 0:
+        return [_from_objects(path, _values(path, lines[start:end], lead + start, ctx, in_array=False), ctx)]
+    return _halves(path, lines, start, split, lead, ctx) + _halves(path, lines, split + 1, end, lead, ctx)
+
+
+def _arrow_lines(buf: pa.Buffer) -> pa.Table | None:
     """JSON lines through Arrow's C++ reader; None when it refuses the buffer."""
     opts = pj.ParseOptions(explicit_schema=_FIELDS, unexpected_field_behavior="ignore")
     try:
-        table = pj.read_json(pa.BufferReader(pa.py_buffer(text)), parse_options=opts).select(_FIELDS.names)
+        table = pj.read_json(pa.BufferReader(buf), parse_options=opts).select(_FIELDS.names)
         table.validate(full=True)  # Arrow's reader lets invalid UTF-8 inside strings through
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
@@ -157,7 +175,7 @@ def _unwrap_array(buf: np.ndarray) -> bool:  # pragma: no cover - compiled
     return closed
 
 
-def _values(path: str, text: bytes, lead: int, ctx: DecodeContext) -> list[Any]:
+def _values(path: str, text: bytes, lead: int, ctx: DecodeContext, in_array: bool) -> list[Any]:
     """The values of JSON lines or of a JSON array that Arrow refused, decoded one by one.
 
     At a damaged value in an array the walk resynchronises at the next ``{``
@@ -172,8 +190,7 @@ def _values(path: str, text: bytes, lead: int, ctx: DecodeContext) -> list[Any]:
     past that the rest of the file belongs to the damaged stretch being
     skipped."""
     body = text.decode("latin-1")  # one char per byte: positions are byte offsets
-    by_line = body[:1] != "["  # JSON lines: one value per line, so a damaged line ends at its newline
-    in_array = not by_line
+    by_line = not in_array  # JSON lines: one value per line, so a damaged line ends at its newline
     objs: list[Any] = []
     pos, lost, budget = int(in_array), False, 8 * len(body) + (1 << 16)
     while True:
