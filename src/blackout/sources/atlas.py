@@ -11,9 +11,9 @@ How: JSON lines are parsed by Arrow's C++ JSON reader over the whole buffer
 (no Python object per result); a JSON array (what the Atlas API returns by
 default) is first rewritten in place as JSON lines by a numba walk (outer
 brackets and the commas between elements become whitespace and newlines), so
-it takes the same path (bench/bench_atlas.py prints the cost: 1.75-2.1x the
-JSON-lines time on 100k results, the single-threaded rewrite against Arrow's
-threaded parse).  If Arrow refuses the buffer (a damaged line or element),
+it takes the same path (bench/bench_atlas.py prints the cost: 1.75-2.7x the
+JSON-lines time on 100k results over four runs here, mostly the copy of the
+file that is rewritten and the single-threaded walk).  If Arrow refuses the buffer (a damaged line or element),
 it is halved at newlines and each half read by Arrow again, down to stretches
 of 64 KB whose values are decoded one by one with the standard library,
 resynchronising after each damaged stretch, so the good ones survive.  An array
