@@ -73,16 +73,21 @@ def test_exact_grouping_and_radix_sort_match_python() -> None:
     tag = rng.integers(0, 2, n).astype(np.uint8)
     keys = np.where(hi == 0, lo, np.uint64(1 << 63) | (lo % np.uint64(2)))  # hashed keys that collide a lot
     tag[hi == 0] = 0  # a key below 2^63 stands for its address alone
-    uniq, first, inv = group_exact(keys, hi, lo, tag)
-    triples = list(zip(hi.tolist(), lo.tolist(), tag.tolist(), strict=True))
-    groups: dict[tuple[int, int, int], int] = {}
-    for t in triples:
-        groups.setdefault(t, len(groups))
-    assert len(uniq) == len(first) == len(groups)
-    assert uniq.tolist() == sorted(uniq.tolist())
-    assert [triples[int(f)] for f in first[inv]] == triples  # every row lands in its own triple's group
-    assert len({triples[int(f)] for f in first}) == len(groups)
-    for data in (keys, rng.integers(0, 1 << 63, 5000).astype(np.uint64), np.zeros(0, np.uint64)):
+    by_key = np.argsort(keys, kind="stable")  # runs of one key, different triples side by side: the
+    for order, expect in ((np.arange(n), 0), (by_key, 0), (by_key, 5000)):  # previous-row shortcut must tell
+        h, low, t = hi[order], lo[order], tag[order]  # them apart; a sized table must give the same answer
+        uniq, first, inv = group_exact(keys[order], h, low, t, expect)
+        triples = list(zip(h.tolist(), low.tolist(), t.tolist(), strict=True))
+        groups: dict[tuple[int, int, int], int] = {}
+        for triple in triples:
+            groups.setdefault(triple, len(groups))
+        assert len(uniq) == len(first) == len(groups)
+        assert uniq.tolist() == sorted(uniq.tolist())
+        assert [triples[int(f)] for f in first[inv]] == triples  # every row lands in its own triple's group
+        assert len({triples[int(f)] for f in first}) == len(groups)
+        assert all(triples[int(f)] not in triples[: int(f)] for f in first)  # the first row of each, as a dict
+    runs = np.repeat(rng.integers(0, 50, 300).astype(np.uint64), rng.integers(1, 9, 300))  # the shortcut by key
+    for data in (keys, rng.integers(0, 1 << 63, 5000).astype(np.uint64), np.zeros(0, np.uint64), runs):
         assert radix_argsort(data).tolist() == sorted(range(len(data)), key=lambda i: (int(data[i]), i))
         want, want_inv = np.unique(data, return_inverse=True)
         got, got_first, got_inv = group_by_key(data)  # by the key alone, as np.unique

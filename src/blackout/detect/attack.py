@@ -55,8 +55,11 @@ class AttackRows:
     src_first: np.ndarray  # one row of each distinct source
 
     @classmethod
-    def build(cls, cols: TickColumns, rows: np.ndarray, enricher: Enricher, at_us: int) -> AttackRows:
-        """Take the rows, classify them and enrich their distinct sources (one lookup for the tick)."""
+    def build(
+        cls, cols: TickColumns, rows: np.ndarray, enricher: Enricher, at_us: int, expect_sources: int = 0
+    ) -> AttackRows:
+        """Take the rows, classify them and enrich their distinct sources (one lookup for the tick);
+        ``expect_sources``: about how many distinct sources (sizes the grouping's table)."""
         src_addr = cols.table.column("src_addr")
         every = len(rows) == len(cols)  # a flood's tick: every row goes to some attack; no copies
 
@@ -73,7 +76,7 @@ class AttackRows:
         src_port = pick(cols.src_port)
         dst_port = pick(cols.dst_port)
         vec = classify(pick(cols.protocol), pick(cols.tcp_flags), src_port, dst_port, pick(cols.fragment))
-        uniq, first, inv = group_by_key(keys)
+        uniq, first, inv = group_by_key(keys, expect_sources)
         info = enricher.lookup(src_addr.take(pa.array(rows[first], type=pa.int64())), at_us)
         routed = np.asarray(info.routed, dtype=bool)
         routing_known = bool(routed.any())

@@ -110,6 +110,7 @@ class DdosDetector:
         self.bad_rows = 0  # rows with impossible counters (wrapped, zero packets), left out
         self.stale_ticks = 0  # ticks older than one already seen (the engine never sends them), ignored
         self.last_end_us: int | None = None
+        self.expect_hosts = self.expect_sources = 0  # distinct hosts, attack sources last tick
 
     def counters(self) -> dict[str, int]:
         """What was left out or dropped: impossible rows, unwatched target-ticks, evicted targets."""
@@ -168,7 +169,10 @@ class DdosDetector:
     def _tick(self, tick: Tick, cols: TickColumns, tick_us: int) -> None:
         cfg = self.cfg
         start = tick.start_us
-        agg = aggregate(cols, tick_us / 1e6, cfg.prefix_v4, cfg.prefix_v6, self.group_matcher, self.metrics)
+        agg = aggregate(
+            cols, tick_us / 1e6, cfg.prefix_v4, cfg.prefix_v6, self.group_matcher, self.metrics, self.expect_hosts
+        )
+        self.expect_hosts = len(agg.host_prefix)  # sizes the next tick's grouping (see grouping.py)
         slots = self.state.lookup(agg.keys, agg.hi, agg.lo, agg.tag, start, agg.rates[:, M["pps"]])
         tracked = np.flatnonzero(slots >= 0)
         slots = slots[tracked]
@@ -286,7 +290,8 @@ class DdosDetector:
         ordinal = np.full(len(agg.keys), -1, dtype=np.int64)
         ordinal[targets] = np.arange(len(targets))
         rows, owner, sel = attack_entries(agg.row_host, agg.host_prefix, agg.host_group, ordinal, len(targets))
-        bundle = AttackRows.build(cols, rows, self.enricher, tick.start_us)
+        bundle = AttackRows.build(cols, rows, self.enricher, tick.start_us, self.expect_sources)
+        self.expect_sources = len(bundle.src_uniq)
         stats: list[AttackStats] = []
         for slot, i in present.items():
             ep = self.episodes[slot]

@@ -15,26 +15,28 @@ _GOLD = np.uint64(0x9E3779B97F4A7C15)
 _HIGH = np.uint64(1 << 63)
 
 
-def group_by_key(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(sorted distinct keys, one row of each, inverse): :func:`.sketch.group_keys`'s answer by hashing."""
+def group_by_key(keys: np.ndarray, expect: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sorted distinct keys, one row of each, inverse): :func:`.sketch.group_keys`'s answer by hashing.
+    ``expect``: about how many distinct keys there will be (the table is sized for them at once)."""
     keys = np.asarray(keys, np.uint64)
     zeros = np.zeros(len(keys), np.uint8)
-    first, inv = _hash_group(keys, keys, keys, zeros, True)
+    first, inv = _hash_group(keys, keys, keys, zeros, True, expect)
     return _renumber(keys, first, inv, radix_argsort(keys[first]))
 
 
 def group_exact(
-    keys: np.ndarray, hi: np.ndarray, lo: np.ndarray, tag: np.ndarray
+    keys: np.ndarray, hi: np.ndarray, lo: np.ndarray, tag: np.ndarray, expect: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(keys, first row, inverse) of the distinct (hi, lo, tag) triples, ordered by key.
 
     One pass through an open-addressing table on the exact triple (no sort of
     the rows, no collision fallback: ``keys`` only place a triple in the
     table), then a radix sort of the distinct keys (sorted targets make the
-    state's searchsorted several times faster).
+    state's searchsorted several times faster).  ``expect`` as in :func:`group_by_key`
+    (the detector passes the previous tick's count).
     """
     keys = np.asarray(keys, np.uint64)
-    first, inv = _hash_group(keys, hi, lo, tag, False)
+    first, inv = _hash_group(keys, hi, lo, tag, False, expect)
     return _renumber(keys, first, inv, radix_argsort(keys[first]))
 
 
@@ -42,9 +44,19 @@ def group_exact(
 def _renumber(
     keys: np.ndarray, first: np.ndarray, inv: np.ndarray, order: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """Groups renumbered so that group g is the one order[g] was: (keys, first rows, inverse)."""
-    rank = np.empty(len(order), dtype=np.int64)
+    """Groups renumbered so that group g is the one order[g] was: (keys, first rows, inverse).  When the
+    groups came in key order already (a flood toward one host), the inverse is returned as it is."""
     out_keys = np.empty(len(order), dtype=np.uint64)
+    in_order = True
+    for g in range(len(order)):
+        if order[g] != g:
+            in_order = False
+            break
+    if in_order:
+        for g in range(len(order)):
+            out_keys[g] = keys[first[g]]
+        return out_keys, first, inv
+    rank = np.empty(len(order), dtype=np.int64)
     out_first = np.empty(len(order), dtype=np.int64)
     for g in range(len(order)):
         rank[order[g]] = g
@@ -87,60 +99,72 @@ def radix_argsort(keys: np.ndarray) -> np.ndarray:  # pragma: no cover - compile
 
 @njit(cache=True)
 def _hash_group(
-    keys: np.ndarray, hi: np.ndarray, lo: np.ndarray, tag: np.ndarray, by_key: bool
+    keys: np.ndarray, hi: np.ndarray, lo: np.ndarray, tag: np.ndarray, by_key: bool, expect: int
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """(first row of each group, group of each row), groups numbered in order of appearance.  The table
-    holds keys and group numbers; with ``by_key`` the key is the group, otherwise a key below 2^63 (an
-    IPv4 address's own word) is exact and a higher one (a hash) has its triple compared too.
+    """(first row of each group, group of each row), groups numbered in order of appearance.  With
+    ``by_key`` the key is the group, otherwise a key below 2^63 (an IPv4 address's own word) is exact and
+    a higher one (a hash) has its triple compared too.
 
-    The table starts small and doubles when half full: sized for the distinct keys, not the rows (a
-    flood's tick is a million rows from some 40,000 sources; a table for a million rows was 24 MB of
-    cache misses, measured 51 ms a tick against ~10)."""
+    Measured choices (a tick of bench/bench_ddos.py, this kernel alone): a row with the previous row's
+    key takes its group without probing, the previous key and group held in registers (a flood's
+    million rows toward one host: 17.6 -> 1.3 ms; reading them back from the arrays cost as much as
+    probing); each slot holds key and group + 1 side by side, one cache line per probe instead of two;
+    the table is sized for ``expect`` distinct keys at once and doubles when half full, so it fits the
+    distinct keys, not the rows (a table sized for a flood's million rows was 24 MB of cache misses).
+    With both: 200k rows toward 87k hosts 6.9 -> 2.6 ms, a million rows from 37k sources 30 -> 10 ms."""
     n = len(keys)
     bits = 12
-    ids = np.full(1 << bits, -1, dtype=np.int32)
-    held = np.empty(1 << bits, dtype=np.uint64)
+    while (1 << bits) < 2 * expect and bits < 30:
+        bits += 1
+    table = np.zeros(2 << bits, dtype=np.uint64)  # slot s: key at 2s, group + 1 at 2s + 1 (0: empty)
     first = np.empty(n, dtype=np.int64)
     inv = np.empty(n, dtype=np.int64)
     m = 0
+    prev_key, prev_group = np.uint64(0), -1
     for i in range(n):
         k = keys[i]
+        if prev_group >= 0 and k == prev_key:
+            f = first[prev_group]
+            if by_key or k < _HIGH or (hi[f] == hi[i] and lo[f] == lo[i] and tag[f] == tag[i]):
+                inv[i] = prev_group
+                continue
         mask = (1 << bits) - 1
         h = np.int64((k * _GOLD) >> np.uint64(64 - bits))
         while True:
-            j = ids[h]
-            if j < 0:
-                ids[h] = m
-                held[h] = k
+            g = table[2 * h + 1]
+            if g == 0:
+                table[2 * h] = k
+                table[2 * h + 1] = m + 1
                 first[m] = i
-                inv[i] = m
+                j = m
                 m += 1
                 break
-            if held[h] == k:
+            if table[2 * h] == k:
+                j = int(g) - 1
                 f = first[j]
                 if by_key or k < _HIGH or (hi[f] == hi[i] and lo[f] == lo[i] and tag[f] == tag[i]):
-                    inv[i] = j
                     break
             h = (h + 1) & mask
+        inv[i] = j
+        prev_key, prev_group = k, j
         if 2 * m > (1 << bits):
             bits += 1
-            ids, held = _rehash(ids, held, bits)
+            table = _rehash(table, bits)
     return first[:m], inv
 
 
 @njit(cache=True)
-def _rehash(ids: np.ndarray, held: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+def _rehash(table: np.ndarray, bits: int) -> np.ndarray:  # pragma: no cover - compiled
     """The table's entries moved into one of 2^bits slots (same probing as :func:`_hash_group`)."""
-    new_ids = np.full(1 << bits, -1, dtype=np.int32)
-    new_held = np.empty(1 << bits, dtype=np.uint64)
+    out = np.zeros(2 << bits, dtype=np.uint64)
     mask = (1 << bits) - 1
-    for s in range(len(ids)):
-        if ids[s] < 0:
+    for s in range(len(table) // 2):
+        if table[2 * s + 1] == 0:
             continue
-        k = held[s]
+        k = table[2 * s]
         h = np.int64((k * _GOLD) >> np.uint64(64 - bits))
-        while new_ids[h] >= 0:
+        while out[2 * h + 1] != 0:
             h = (h + 1) & mask
-        new_ids[h] = ids[s]
-        new_held[h] = k
-    return new_ids, new_held
+        out[2 * h] = k
+        out[2 * h + 1] = table[2 * s + 1]
+    return out

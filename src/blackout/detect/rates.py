@@ -269,6 +269,7 @@ def aggregate(
     prefix_v6: int,
     groups: PrefixMatcher,
     metrics: np.ndarray | None = None,
+    expect_hosts: int = 0,
 ) -> TickRates:
     """Rates of every host, prefix and host-group target present in the tick.
 
@@ -277,12 +278,14 @@ def aggregate(
     pass over the rows and a sort of the distinct hosts.  Only the ``metrics``
     asked for are summed (sorted metric indices, pps and bps among them; default
     all): the detector watches few, and narrow rows keep the per-row pass in
-    cache.  Flows/s costs a sort of the rows.
+    cache.  Flows/s costs a sort of the rows.  ``expect_hosts``: about how many distinct hosts (the
+    previous tick's count sizes the grouping's table at once).
     """
     metrics = np.arange(len(METRICS)) if metrics is None else np.asarray(metrics, np.int64)
     assert metrics[0] == _PPS and metrics[1] == _BPS, "pps and bps are columns 0 and 1"
     hi, lo = cols.dst_hi, cols.dst_lo
-    host_keys, first, row_host = group_exact(address_keys(hi, lo), hi, lo, np.full(len(hi), HOST, np.uint8))
+    tags = np.full(len(hi), HOST, np.uint8)
+    host_keys, first, row_host = group_exact(address_keys(hi, lo), hi, lo, tags, expect_hosts)
     h_hi, h_lo = hi[first], lo[first]
     n_hosts = len(first)
     v4_len, v6_len = 96 + prefix_v4, prefix_v6
