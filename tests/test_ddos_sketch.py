@@ -133,9 +133,9 @@ def test_state_index_search_matches_a_dict() -> None:
 @pytest.mark.parametrize("name", ["pkt.TCP.synflood.spoofed.pcap", "amp.dns.RRSIG.fragmented.pcap",
                                   "amp.TCP.reflection.SYNACK.pcap"])  # fmt: skip
 def test_dense_and_sparse_attack_folds_give_the_same_records(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The attack accounting's source, country and AS sums on fold_sources' dense grids and attack by attack
-    through fold_codes' scratch (the path of many attacks × many sources) give the same records, bit for
-    bit: with DENSE_CELLS at 0 they take the second.  Host and /24 attacks at once (a row feeds both),
+    """The attack accounting's sums on fold_rows' dense grids (row by row) and attack by attack through
+    owner_totals and fold_codes' scratch (the path of many attacks × many sources) give the same records,
+    bit for bit: with DENSE_CELLS at 0 they take the second.  Host and /24 attacks at once (a row feeds both),
     the flood's vectors, reflection and fragments, source countries and ASes.  (Each kernel against
     bincount / fold_by_owner: below.)"""
     from blackout.detect import attack
@@ -152,14 +152,40 @@ def test_dense_and_sparse_attack_folds_give_the_same_records(name: str, monkeypa
     assert dense == sparse
 
 
+def _routing(rng: np.random.Generator, n_rows: int, attacks: int) -> tuple[np.ndarray, ...]:
+    """A tick's routing of rows to targets: (row_host, host_prefix, host_group, ordinal), ``attacks`` of the
+    hosts, prefixes and groups attacked, a row feeding up to three of them."""
+    hosts, prefixes, groups = 400, 20, 3
+    row_host = rng.integers(0, hosts, n_rows)
+    host_prefix = hosts + rng.integers(0, prefixes, hosts)
+    host_group = np.where(rng.random(hosts) < 0.5, hosts + prefixes + rng.integers(0, groups, hosts), -1)
+    attacked = rng.choice(hosts + prefixes + groups, attacks, replace=False)
+    ordinal = np.full(hosts + prefixes + groups, -1)
+    ordinal[attacked] = np.arange(attacks)
+    return row_host, host_prefix, host_group, ordinal
+
+
 def test_attack_fold_kernels_equal_bincount_and_fold_by_owner() -> None:
-    """owner_totals, fold_codes and fold_sources (read through row numbers, one pass) against
-    np.bincount and fold_by_owner over the gathered columns, exactly: random entries, rows repeated across
-    attacks, some rows without a code, one attack with no entries."""
-    from blackout.detect.attack_fold import fold_codes, fold_sources, owner_totals
+    """owner_totals and fold_codes (over the entries, read through row numbers) and fold_rows (all of them
+    row by row, no entries) against np.bincount and fold_by_owner over the gathered columns, exactly:
+    rows feeding several attacks, rows without a port, an attack with no rows, weights whose sums show
+    their order."""
+    from blackout.detect.attack_fold import (
+        attack_entries,
+        attack_rows,
+        fold_codes,
+        fold_rows,
+        owner_totals,
+        split_totals,
+    )
 
     rng = np.random.default_rng(11)
-    n_rows, owners, n_src = 5000, 4, 300
+    owners, n_src = 25, 300
+    row_host, host_prefix, host_group, ordinal = _routing(rng, 20000, owners)
+    ordinal[ordinal == 7] = -1  # attack 7 gets no rows
+    rows = attack_rows(row_host, host_prefix, host_group, ordinal)
+    owner, sel = attack_entries(rows, (row_host, host_prefix, host_group, ordinal), owners)
+    n_rows = len(rows)
     packets = rng.integers(1, 9, n_rows) * rng.choice([1.0, 0.1, 3.7], n_rows)  # sums whose order shows
     nbytes, raw = packets * 61.3, packets / 3
     vector, ttl = rng.integers(0, 12, n_rows), rng.integers(0, 256, n_rows).astype(np.uint8)
@@ -167,9 +193,6 @@ def test_attack_fold_kernels_equal_bincount_and_fold_by_owner() -> None:
     src_code = rng.integers(0, n_src, n_rows)
     source_country, source_asn = rng.integers(0, 7, n_src), rng.integers(0, 40, n_src)
     row_code = np.where(rng.random(n_rows) < 0.2, -1, rng.integers(0, 50, n_rows))
-    owner = np.sort(rng.choice([0, 1, 3], 20000))  # attack 2 has no entries
-    sel = rng.integers(0, n_rows, len(owner))
-    got = owner_totals(owner, sel, packets, nbytes, vector, ttl, sampled, owners, 12)
     pk = packets[sel]
     want = (
         np.bincount(owner, weights=pk, minlength=owners),
@@ -178,37 +201,40 @@ def test_attack_fold_kernels_equal_bincount_and_fold_by_owner() -> None:
         np.bincount(owner * 256 + ttl[sel], weights=pk, minlength=owners * 256).reshape(owners, 256),
         np.bincount(owner, weights=sampled[sel], minlength=owners) > 0,
     )
+    got = split_totals(owner_totals(owner, sel, packets, nbytes, vector, ttl, sampled, owners, 12))
     for g, w in zip(got, want, strict=True):
         assert np.array_equal(g, w)
     keep = row_code[sel] >= 0
+    port_want = fold_by_owner(owner[keep], owners, row_code[sel][keep], 50, [pk[keep]])
     (wb, wc, ws) = fold_by_owner(owner[keep], owners, row_code[sel][keep], 50, [pk[keep], raw[sel][keep]])
     (b, c, s) = fold_codes(owner, sel, row_code, 50, owners, (packets, raw))
     assert np.array_equal(b, wb) and np.array_equal(c, wc) and np.array_equal(s, ws)
-    folds = fold_sources(owner, sel, owners, src_code, n_src, source_country, 7, source_asn, 40, packets, raw, flag)
+    totals, *folds = fold_rows(
+        rows, (row_host, host_prefix, host_group, ordinal), owners, (src_code, source_country, source_asn, row_code),
+        (n_src, 7, 40, 50), packets, raw, flag, nbytes, vector, 12, ttl, sampled,
+    )  # fmt: skip
+    for g, w in zip(split_totals(totals), want, strict=True):
+        assert np.array_equal(g, w)
     code = src_code[sel]
     wants = (
         fold_by_owner(owner, owners, code, n_src, [pk, raw[sel], flag[code]]),
         fold_by_owner(owner, owners, source_country[code], 7, [pk]),
         fold_by_owner(owner, owners, source_asn[code], 40, [pk]),
+        port_want,
     )
     for fold, want_fold in zip(folds, wants, strict=True):
         assert all(np.array_equal(x, y) for x, y in zip(fold, want_fold, strict=True))
 
 
 def test_attack_entries_and_port_codes_equal_their_numpy_forms() -> None:
-    """attack_entries (two passes, no sort) against a stable argsort of the rows each attacked target gets
-    (hosts, their prefixes, their groups); port_codes against dense_codes of the kept rows' ports."""
-    from blackout.detect.attack_fold import attack_entries, port_codes
+    """attack_rows and attack_entries (two passes, no sort) against a stable argsort of the rows each attacked
+    target gets (hosts, their prefixes, their groups); port_codes against dense_codes of the kept rows' ports."""
+    from blackout.detect.attack_fold import attack_entries, attack_rows, port_codes
 
     rng = np.random.default_rng(5)
-    n_rows, hosts, prefixes, groups = 3000, 400, 20, 3
-    row_host = rng.integers(0, hosts, n_rows)
-    host_prefix = hosts + rng.integers(0, prefixes, hosts)
-    host_group = np.where(rng.random(hosts) < 0.5, hosts + prefixes + rng.integers(0, groups, hosts), -1)
-    attacked = rng.choice(hosts + prefixes + groups, 25, replace=False)
-    ordinal = np.full(hosts + prefixes + groups, -1)
-    ordinal[attacked] = np.arange(len(attacked))
-    rows, owner, sel = attack_entries(row_host, host_prefix, host_group, ordinal, len(attacked))
+    row_host, host_prefix, host_group, ordinal = _routing(rng, 3000, 25)
+    rows = attack_rows(row_host, host_prefix, host_group, ordinal)
+    owner, sel = attack_entries(rows, (row_host, host_prefix, host_group, ordinal), 25)
     per_row = [row_host, host_prefix[row_host], host_group[row_host]]
     entry_rows = np.concatenate([np.flatnonzero((t >= 0) & (ordinal[t] >= 0)) for t in per_row])
     entry_owner = np.concatenate([ordinal[t[(t >= 0) & (ordinal[t] >= 0)]] for t in per_row])

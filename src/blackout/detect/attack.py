@@ -11,6 +11,7 @@ only if the attack goes on (so an attack's totals cover exactly its
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import pyarrow as pa
 from .. import addr
 from ..enrich.base import Enricher
 from . import spoofing
-from .attack_fold import fold_codes, fold_sources, owner_totals, port_codes
+from .attack_fold import attack_entries, fold_codes, fold_rows, owner_totals, port_codes, split_totals
 from .grouping import group_by_key
 from .reflection import PortReflections, candidates
 from .roles import role_of
@@ -103,6 +104,23 @@ class AttackRows:
             inv,
             first,
         )
+
+
+@dataclasses.dataclass
+class Shares:
+    """Which attacks each of the tick's attack rows feeds: attack row p is the tick's row rows[p]; ``route``
+    (row_host, host_prefix, host_group, ordinal) sends it to the attack numbers ``ordinal[t]`` (-1: none)
+    of its host t = row_host[rows[p]], of the host's prefix and of its group (-1: none).  The (attack,
+    row) entries are built only when asked for."""
+
+    rows: np.ndarray
+    route: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    owners: int
+
+    @functools.cached_property
+    def entries(self) -> tuple[np.ndarray, np.ndarray]:
+        """(owner, sel): :func:`.attack_fold.attack_entries`."""
+        return attack_entries(self.rows, self.route, self.owners)
 
 
 class AttackStats:
@@ -208,47 +226,52 @@ class AttackStats:
 def fold_tick(
     rows: AttackRows,
     stats: list[AttackStats],
-    owner: np.ndarray,
-    sel: np.ndarray,
+    share: Shares,
     start_us: int,
     pps: list[float],
     bps: list[float],
 ) -> None:
-    """Fold one tick's rows into many attacks at once: row sel[i] goes to stats[owner[i]] (owner ascending).
+    """Fold one tick's rows into many attacks at once: attack row p goes to the attacks ``share`` gives it.
 
-    Every sum is one compiled pass (:mod:`.attack_fold`), bincount or sort over all the attacks' rows
-    together, so the per-attack cost left is handing each attack its slice; per-attack
-    counters merge those slices lazily (:meth:`SparseCounter.add_folded`).
+    Every sum is one compiled pass (:mod:`.attack_fold`) over all the attacks' rows together: with few
+    attacks (the grids fit :data:`.sketch.DENSE_CELLS`) one pass row by row does them all; with many,
+    per-attack scratch over the (attack, row) entries.  The per-attack cost left is handing each attack
+    its slice; per-attack counters merge those slices lazily (:meth:`SparseCounter.add_folded`).
     """
     n = len(stats)
-    packets, sizes, vectors, ttl, sampled = owner_totals(
-        owner, sel, rows.packets, rows.bytes, rows.vector, rows.ttl, rows.sampled, n, N_VECTORS
-    )
-    packets, sizes, sampled = packets.tolist(), sizes.tolist(), sampled.tolist()
     flag = rows.src_flag.astype(np.float64)  # per source; a row's is flag[src_code[row]]
     country_keys, source_country = dense_codes(rows.src_country)  # over the tick's distinct sources
     asn_keys, source_asn = dense_codes(rows.src_asn)
     n_src = len(rows.src_uniq)
-    if n * n_src * 5 <= DENSE_CELLS:  # grids of 3 + 1 + 1 floats a source at most; the usual case: one pass
-        src_fold, country_fold, asn_fold = fold_sources(
-            owner, sel, n, rows.src_code, n_src, source_country, len(country_keys), source_asn, len(asn_keys),
-            rows.packets, rows.raw_packets, flag,
-        )  # fmt: skip
-    else:
-        src_fold = _fold(owner, sel, n, rows.src_code, n_src, rows.packets, rows.raw_packets, flag[rows.src_code])
-        country_fold = _fold(owner, sel, n, source_country[rows.src_code], len(country_keys), rows.packets)
-        asn_fold = _fold(owner, sel, n, source_asn[rows.src_code], len(asn_keys), rows.packets)
-    src_b, src_c, src_s = src_fold
-    folds = [("countries", country_keys, *country_fold), ("asns", asn_keys, *asn_fold)]
-    src_tags = np.stack([rows.src_hi[rows.src_first], rows.src_lo[rows.src_first]], axis=1)
     if rows.dst_port.dtype != np.uint16:  # port_codes' table has 2^16 slots and numba checks no bounds
         raise TypeError(f"dst_port is {rows.dst_port.dtype}, not the flow schema's uint16")
-    port_keys, port_code = port_codes(rows.dst_port, DIRECT_PORTED[rows.vector])  # the entries' ports
-    port_b, port_c, port_s = _fold(owner, sel, n, port_code, len(port_keys), rows.packets)
-    none = np.zeros(0, dtype=np.int64)  # a SYN flood has neither: no pass over its entries for them
-    reflected = np.flatnonzero(REFLECTED[rows.vector[sel]]) if REFLECTED[rows.vector].any() else none
+    port_keys, port_code = port_codes(rows.dst_port, DIRECT_PORTED[rows.vector])  # the rows' ports
+    sizes = (n_src, len(country_keys), len(asn_keys), len(port_keys))
+    dense = n * (n_src * 5 + sizes[3] * 2) <= DENSE_CELLS  # grids of 3 + 1 + 1 floats a source, 1 a port
+    needs_entries = bool(REFLECTED[rows.vector].any() or (rows.vector == UDP_FLOOD).any())
+    none = np.zeros(0, dtype=np.int64)  # a SYN flood has neither: no entries built for them
+    owner, sel = share.entries if needs_entries or not dense else (none, none)
+    if dense:  # the usual case: one pass
+        totals, src_fold, country_fold, asn_fold, port_fold = fold_rows(
+            share.rows, share.route, n,
+            (rows.src_code, source_country, source_asn, port_code), sizes,
+            rows.packets, rows.raw_packets, flag, rows.bytes, rows.vector, N_VECTORS, rows.ttl, rows.sampled,
+        )  # fmt: skip
+    else:
+        totals = owner_totals(owner, sel, rows.packets, rows.bytes, rows.vector, rows.ttl, rows.sampled, n, N_VECTORS)
+        src_fold = _fold(owner, sel, n, rows.src_code, n_src, rows.packets, rows.raw_packets, flag[rows.src_code])
+        country_fold = _fold(owner, sel, n, source_country[rows.src_code], sizes[1], rows.packets)
+        asn_fold = _fold(owner, sel, n, source_asn[rows.src_code], sizes[2], rows.packets)
+        port_fold = _fold(owner, sel, n, port_code, sizes[3], rows.packets)
+    packets, nbytes, vectors, ttl, sampled = split_totals(totals)
+    packets, nbytes, sampled = packets.tolist(), nbytes.tolist(), sampled.tolist()
+    src_b, src_c, src_s = src_fold
+    port_b, port_c, port_s = port_fold
+    folds = [("countries", country_keys, *country_fold), ("asns", asn_keys, *asn_fold)]
+    src_tags = np.stack([rows.src_hi[rows.src_first], rows.src_lo[rows.src_first]], axis=1)
+    reflected = np.flatnonzero(REFLECTED[rows.vector[sel]]) if needs_entries else none
     reflected_b = np.searchsorted(owner[reflected], np.arange(n + 1))
-    udp = np.flatnonzero(rows.vector[sel] == UDP_FLOOD) if (rows.vector == UDP_FLOOD).any() else none
+    udp = np.flatnonzero(rows.vector[sel] == UDP_FLOOD) if needs_entries else none
     if n and len(udp):
         udp = udp[candidates(rows.src_port[sel[udp]], rows.size[sel[udp]], stats[0].other_ports.min_bytes)]
     udp_b = np.searchsorted(owner[udp], np.arange(n + 1))
@@ -257,7 +280,7 @@ def fold_tick(
     udp_fold_b, udp_c, udp_s = fold_by_owner(owner[udp], n, udp_code, len(udp_keys), [rows.packets[sel[udp]]])
     for a, st in enumerate(stats):
         st.packets += packets[a]
-        st.bytes += sizes[a]
+        st.bytes += nbytes[a]
         st._peak(pps[a], bps[a], start_us)
         st.vectors += vectors[a]
         st.ttl += ttl[a]

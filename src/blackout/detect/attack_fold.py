@@ -1,19 +1,41 @@
 """Compiled passes of the attack accounting: a tick's rows summed per attack, read through row numbers.
 
-:func:`.attack.fold_tick` hands each live attack its share of the tick: the
-entries (attack, row) list every row once per attack it feeds (a row toward
-an attacked host inside an attacked /24 feeds both).  Gathering each column
-through the entries and bincounting it once per sum read the 1-2M entries of
-a flood's tick some twenty times; these kernels read them once per job,
-through the row numbers, with the sums taken in entry order, so every
-result is the bincount's bit for bit (measured: the attack records' digest
-is unchanged, bench/bench_ddos.py).
+:func:`.attack.fold_tick` hands each live attack its share of the tick.  A
+row toward an attacked host inside an attacked /24 feeds both attacks.  With
+few attacks (a flood's tick), :func:`fold_rows` does every sum in one pass
+row by row, each row adding to the attacks its host, prefix and group
+number.  With many attacks, the (attack, row) entries list every row once
+per attack it feeds (:func:`attack_entries`), and the sums go attack by
+attack over them.  Either way each sum is taken over rows in ascending
+order within its attack, as np.bincount over the entries took it, so every
+result is the bincount's bit for bit (measured: the attack records' digests
+are unchanged, bench/bench_ddos.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+_TTL, _VECTORS = 3, 3 + 256  # columns of a totals grid: packets, bytes, sampled, packets per TTL, per vector
+
+
+@njit(cache=True, inline="always")
+def _add_totals(
+    grid: np.ndarray, o: int, pk: float, nbytes: float, vector: int, ttl: int, sampled: bool
+) -> None:  # pragma: no cover - compiled
+    """One row's share of attack o's totals (see :data:`_TTL`)."""
+    grid[o, 0] += pk
+    grid[o, 1] += nbytes
+    if sampled:
+        grid[o, 2] = 1.0
+    grid[o, _TTL + ttl] += pk
+    grid[o, _VECTORS + vector] += pk
+
+
+def split_totals(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A totals grid as (packets, bytes, packets per vector, packets per TTL, whether any row was sampled)."""
+    return grid[:, 0], grid[:, 1], grid[:, _VECTORS:], grid[:, _TTL:_VECTORS], grid[:, 2] > 0
 
 
 @njit(cache=True)
@@ -27,24 +49,15 @@ def owner_totals(
     sampled: np.ndarray,
     owners: int,
     n_vectors: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """Per attack: packets, bytes, packets per vector, packets per TTL, whether any row was sampled
-    (entry i is row sel[i] of attack owner[i]; packets and bytes sampling-corrected)."""
-    out_packets = np.zeros(owners)
-    out_bytes = np.zeros(owners)
-    out_vectors = np.zeros((owners, n_vectors))
-    out_ttl = np.zeros((owners, 256))
-    out_sampled = np.zeros(owners, dtype=np.bool_)
+) -> np.ndarray:  # pragma: no cover - compiled
+    """Per attack: packets, bytes, packets per vector, packets per TTL, whether any row was sampled, as a
+    grid (:func:`split_totals`; entry i is row sel[i] of attack owner[i]; packets and bytes
+    sampling-corrected)."""
+    grid = np.zeros((owners, _VECTORS + n_vectors))
     for i in range(len(owner)):
-        o, r = owner[i], sel[i]
-        pk = packets[r]
-        out_packets[o] += pk
-        out_bytes[o] += nbytes[r]
-        out_vectors[o, vector[r]] += pk
-        out_ttl[o, ttl[r]] += pk
-        if sampled[r]:
-            out_sampled[o] = True
-    return out_packets, out_bytes, out_vectors, out_ttl, out_sampled
+        r = sel[i]
+        _add_totals(grid, owner[i], packets[r], nbytes[r], vector[r], ttl[r], sampled[r])
+    return grid
 
 
 @njit(cache=True)
@@ -69,97 +82,134 @@ def _compact(
 
 
 @njit(cache=True)
-def fold_sources(
-    owner: np.ndarray,
-    sel: np.ndarray,
+def fold_rows(
+    rows: np.ndarray,
+    route: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     owners: int,
-    src_code: np.ndarray,
-    n_src: int,
-    source_country: np.ndarray,
-    n_country: int,
-    source_asn: np.ndarray,
-    n_asn: int,
+    codes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    sizes: tuple[int, int, int, int],
     packets: np.ndarray,
     raw: np.ndarray,
     flag: np.ndarray,
+    nbytes: np.ndarray,
+    vector: np.ndarray,
+    n_vectors: int,
+    ttl: np.ndarray,
+    sampled: np.ndarray,
 ) -> tuple[
+    np.ndarray,
+    tuple[np.ndarray, np.ndarray, np.ndarray],
     tuple[np.ndarray, np.ndarray, np.ndarray],
     tuple[np.ndarray, np.ndarray, np.ndarray],
     tuple[np.ndarray, np.ndarray, np.ndarray],
 ]:  # pragma: no cover - compiled
-    """Three :func:`fold_codes` on dense grids in one pass over the entries (a flood's tick: few attacks,
-    tens of thousands of sources): per (attack, source) packets, raw packets and the spoofed flag; per
-    (attack, source country) and (attack, source AS) packets.  Flag, country and AS are per source, read
-    through it (``source_country[src_code[r]]``: no per-row column).  The grids have owners × n codes
-    cells each: the caller keeps them to :data:`.sketch.DENSE_CELLS`."""
+    """Every per-attack sum of a tick (few attacks, tens of thousands of sources: a flood) in one pass over
+    its attack rows, row by row, with no (attack, row) entries built: :func:`owner_totals`, then
+    :func:`fold_codes`' answers on dense grids for sources (packets, raw packets, spoofed flag), source
+    countries, source ASes (all per source, read through it) and destination ports.
+
+    Row p of the attack rows is the tick's row rows[p]; ``route`` is (row_host, host_prefix, host_group,
+    ordinal): the row feeds the attacks ``ordinal[t]`` of its host t = row_host[rows[p]], the host's
+    prefix and group (-1: none).  ``codes``: the source of each row
+    (index into the tick's sources), the country and AS code of each source, the port code of each row
+    (-1: no port kept); ``sizes`` their numbers of codes.  Each cell of a grid receives its rows in
+    ascending order, as the entries (attack by attack, rows ascending) gave them: the sums are
+    bincount's bit for bit.  The grids have owners × n codes cells: the caller bounds them
+    (:data:`.sketch.DENSE_CELLS`).  Fused because a flood's 2M entries were built and read four times
+    (entries, totals, sources, ports): measured in bench/bench_ddos.py, the flood alone."""
+    row_host, host_prefix, host_group, ordinal = route
+    src_code, source_country, source_asn, port_code = codes
+    n_src, n_country, n_asn, n_ports = sizes
+    totals = np.zeros((owners, _VECTORS + n_vectors))
     src = np.zeros((owners * n_src, 3))
     src_seen = np.zeros(owners * n_src, dtype=np.bool_)
     country = np.zeros((owners * n_country, 1))
     country_seen = np.zeros(owners * n_country, dtype=np.bool_)
     asn = np.zeros((owners * n_asn, 1))
     asn_seen = np.zeros(owners * n_asn, dtype=np.bool_)
-    for i in range(len(owner)):
-        o, r = owner[i], sel[i]
-        s = src_code[r]
-        pk = packets[r]
-        cell = o * n_src + s
-        src_seen[cell] = True
-        src[cell, 0] += pk
-        src[cell, 1] += raw[r]
-        src[cell, 2] += flag[s]
-        cell = o * n_country + source_country[s]
-        country_seen[cell] = True
-        country[cell, 0] += pk
-        cell = o * n_asn + source_asn[s]
-        asn_seen[cell] = True
-        asn[cell, 0] += pk
+    port = np.zeros((owners * n_ports, 1))
+    port_seen = np.zeros(owners * n_ports, dtype=np.bool_)
+    for p in range(len(rows)):
+        h = row_host[rows[p]]
+        s = src_code[p]
+        pk = packets[p]
+        c = port_code[p]
+        for t in (h, host_prefix[h], host_group[h]):
+            if t < 0 or ordinal[t] < 0:
+                continue
+            o = ordinal[t]
+            _add_totals(totals, o, pk, nbytes[p], vector[p], ttl[p], sampled[p])
+            cell = o * n_src + s
+            src_seen[cell] = True
+            src[cell, 0] += pk
+            src[cell, 1] += raw[p]
+            src[cell, 2] += flag[s]
+            cell = o * n_country + source_country[s]
+            country_seen[cell] = True
+            country[cell, 0] += pk
+            cell = o * n_asn + source_asn[s]
+            asn_seen[cell] = True
+            asn[cell, 0] += pk
+            if c >= 0:
+                cell = o * n_ports + c
+                port_seen[cell] = True
+                port[cell, 0] += pk
     return (
+        totals,
         _compact(src, src_seen, owners, n_src),
         _compact(country, country_seen, owners, n_country),
         _compact(asn, asn_seen, owners, n_asn),
+        _compact(port, port_seen, owners, n_ports),
     )
 
 
 @njit(cache=True)
-def attack_entries(
-    row_host: np.ndarray, host_prefix: np.ndarray, host_group: np.ndarray, ordinal: np.ndarray, owners: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """The tick's rows toward the attacked targets, as (rows, owner, sel): the distinct rows ascending, and
-    one entry per (attack, row), attacks ascending and rows ascending within each, entry i being row
-    rows[sel[i]] of attack owner[i].  ``ordinal[t]`` is target t's attack number (-1: none); a row
-    reaches its host, the host's prefix and its group (-1: none).  Two passes over the rows, no sort."""
+def attack_rows(
+    row_host: np.ndarray, host_prefix: np.ndarray, host_group: np.ndarray, ordinal: np.ndarray
+) -> np.ndarray:  # pragma: no cover - compiled
+    """The tick's rows that feed some attack, ascending: rows whose host, the host's prefix or its group
+    has an attack number (``ordinal[t]`` >= 0; -1 for no prefix or group)."""
     n = len(row_host)
-    count = np.zeros(owners + 1, dtype=np.int64)
-    pos = np.full(n, -1, dtype=np.int64)
+    keep = np.empty(n, dtype=np.int64)
     used = 0
     for r in range(n):
         h = row_host[r]
-        hit = False
+        for t in (h, host_prefix[h], host_group[h]):
+            if t >= 0 and ordinal[t] >= 0:
+                keep[used] = r
+                used += 1
+                break
+    return keep[:used]
+
+
+@njit(cache=True)
+def attack_entries(
+    rows: np.ndarray, route: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], owners: int
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """One entry per (attack, attack row) as (owner, sel): attacks ascending and rows ascending within
+    each, entry i being attack row sel[i] (tick row rows[sel[i]]) of attack owner[i]; ``route`` as in
+    :func:`fold_rows`.  Two passes over the rows, no sort; built only for the sums :func:`fold_rows` does
+    not do."""
+    row_host, host_prefix, host_group, ordinal = route
+    count = np.zeros(owners + 1, dtype=np.int64)
+    for p in range(len(rows)):
+        h = row_host[rows[p]]
         for t in (h, host_prefix[h], host_group[h]):
             if t >= 0 and ordinal[t] >= 0:
                 count[ordinal[t] + 1] += 1
-                hit = True
-        if hit:
-            pos[r] = used
-            used += 1
     for o in range(owners):
         count[o + 1] += count[o]
-    rows = np.empty(used, dtype=np.int64)
     owner = np.empty(count[owners], dtype=np.int64)
     sel = np.empty(count[owners], dtype=np.int64)
-    for r in range(n):
-        p = pos[r]
-        if p < 0:
-            continue
-        rows[p] = r
-        h = row_host[r]
+    for p in range(len(rows)):
+        h = row_host[rows[p]]
         for t in (h, host_prefix[h], host_group[h]):
             if t >= 0 and ordinal[t] >= 0:
                 o = ordinal[t]
                 owner[count[o]] = o
                 sel[count[o]] = p
                 count[o] += 1
-    return rows, owner, sel
+    return owner, sel
 
 
 @njit(cache=True)

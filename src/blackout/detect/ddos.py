@@ -40,8 +40,8 @@ from numba import njit
 from .. import addr
 from ..enrich.base import Enricher, NoEnrichment
 from ..events import event_id
-from .attack import AttackRows, AttackStats, fold_tick
-from .attack_fold import attack_entries
+from .attack import AttackRows, AttackStats, Shares, fold_tick
+from .attack_fold import attack_rows
 from .base import Tick
 from .baseline import TargetState, TickRules
 from .ddos_config import RULE_METRIC, RULES, DdosConfig, check, host_groups, prefix_thresholds, thresholds
@@ -289,8 +289,9 @@ class DdosDetector:
         targets = tracked[np.array(list(present.values()), dtype=np.int64)]
         ordinal = np.full(len(agg.keys), -1, dtype=np.int64)
         ordinal[targets] = np.arange(len(targets))
-        rows, owner, sel = attack_entries(agg.row_host, agg.host_prefix, agg.host_group, ordinal, len(targets))
-        bundle = AttackRows.build(cols, rows, self.enricher, tick.start_us, self.expect_sources)
+        route = (agg.row_host, agg.host_prefix, agg.host_group, ordinal)
+        share = Shares(attack_rows(*route), route, len(targets))
+        bundle = AttackRows.build(cols, share.rows, self.enricher, tick.start_us, self.expect_sources)
         self.expect_sources = len(bundle.src_uniq)
         stats: list[AttackStats] = []
         for slot, i in present.items():
@@ -307,7 +308,7 @@ class DdosDetector:
                 stats.append(ep.pending)
         rates = agg.rates[targets]
         pps, bps = rates[:, M["pps"]].tolist(), rates[:, M["bps"]].tolist()
-        fold_tick(bundle, stats, owner, sel, tick.start_us, pps, bps)
+        fold_tick(bundle, stats, share, tick.start_us, pps, bps)
 
     def _new_stats(self) -> AttackStats:
         cfg = self.cfg
