@@ -205,13 +205,18 @@ def test_attack_fold_kernels_equal_bincount_and_fold_by_owner() -> None:
     for g, w in zip(got, want, strict=True):
         assert np.array_equal(g, w)
     keep = row_code[sel] >= 0
-    port_want = fold_by_owner(owner[keep], owners, row_code[sel][keep], 50, [pk[keep]])
     (wb, wc, ws) = fold_by_owner(owner[keep], owners, row_code[sel][keep], 50, [pk[keep], raw[sel][keep]])
     (b, c, s) = fold_codes(owner, sel, row_code, 50, owners, (packets, raw))
     assert np.array_equal(b, wb) and np.array_equal(c, wc) and np.array_equal(s, ws)
+    ported = rng.random(12) < 0.7  # a row's port is kept where ported[vector]: the port is its code
+    port = rng.integers(0, 50, n_rows).astype(np.uint16) * np.uint16(1301)  # ports 0 to 63,749, and the last
+    port[::97] = 65535
+    port_code = np.where(ported[vector], port.astype(np.int64), -1)
+    port_want = fold_by_owner(owner[port_code[sel] >= 0], owners, port_code[sel][port_code[sel] >= 0], 1 << 16,
+                              [pk[port_code[sel] >= 0]])  # fmt: skip
     totals, *folds = fold_rows(
-        rows, (row_host, host_prefix, host_group, ordinal), owners, (src_code, source_country, source_asn, row_code),
-        (n_src, 7, 40, 50), packets, raw, flag, nbytes, vector, 12, ttl, sampled,
+        rows, (row_host, host_prefix, host_group, ordinal), owners, (src_code, source_country, source_asn, port),
+        (n_src, 7, 40), ported, packets, raw, flag, nbytes, vector, 12, ttl, sampled,
     )  # fmt: skip
     for g, w in zip(split_totals(totals), want, strict=True):
         assert np.array_equal(g, w)

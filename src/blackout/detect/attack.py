@@ -30,6 +30,7 @@ from .vectors import DIRECT_PORTED, FALLBACK, N_VECTORS, REFLECTED, UDP_FLOOD, c
 
 TOP = 10  # entries kept in top_sources, source_countries, source_asns
 SRC_PK, SRC_RAW, SRC_FLAG = 0, 1, 2  # columns of the per-source counter
+ALL_PORTS = np.arange(1 << 16, dtype=np.uint64)  # port p's key is p (the dense fold's port codes)
 
 
 @dataclasses.dataclass
@@ -245,24 +246,26 @@ def fold_tick(
     n_src = len(rows.src_uniq)
     if rows.dst_port.dtype != np.uint16:  # port_codes' table has 2^16 slots and numba checks no bounds
         raise TypeError(f"dst_port is {rows.dst_port.dtype}, not the flow schema's uint16")
-    port_keys, port_code = port_codes(rows.dst_port, DIRECT_PORTED[rows.vector])  # the rows' ports
-    sizes = (n_src, len(country_keys), len(asn_keys), len(port_keys))
-    dense = n * (n_src * 5 + sizes[3] * 2) <= DENSE_CELLS  # grids of 3 + 1 + 1 floats a source, 1 a port
+    sizes = (n_src, len(country_keys), len(asn_keys))
+    # grids of 3 + 1 floats (and seen) a source, 1 a country, AS and port (every port: no pass numbering them)
+    dense = n * (n_src * 4 + (sizes[1] + sizes[2] + (1 << 16)) * 2) <= DENSE_CELLS
     needs_entries = bool(REFLECTED[rows.vector].any() or (rows.vector == UDP_FLOOD).any())
     none = np.zeros(0, dtype=np.int64)  # a SYN flood has neither: no entries built for them
     owner, sel = share.entries if needs_entries or not dense else (none, none)
     if dense:  # the usual case: one pass
+        port_keys = ALL_PORTS
         totals, src_fold, country_fold, asn_fold, port_fold = fold_rows(
-            share.rows, share.route, n,
-            (rows.src_code, source_country, source_asn, port_code), sizes,
-            rows.packets, rows.raw_packets, flag, rows.bytes, rows.vector, N_VECTORS, rows.ttl, rows.sampled,
+            share.rows, share.route, n, (rows.src_code, source_country, source_asn, rows.dst_port), sizes,
+            DIRECT_PORTED, rows.packets, rows.raw_packets, flag, rows.bytes, rows.vector, N_VECTORS, rows.ttl,
+            rows.sampled,
         )  # fmt: skip
     else:
+        port_keys, port_code = port_codes(rows.dst_port, DIRECT_PORTED[rows.vector])  # the rows' ports
         totals = owner_totals(owner, sel, rows.packets, rows.bytes, rows.vector, rows.ttl, rows.sampled, n, N_VECTORS)
         src_fold = _fold(owner, sel, n, rows.src_code, n_src, rows.packets, rows.raw_packets, flag[rows.src_code])
         country_fold = _fold(owner, sel, n, source_country[rows.src_code], sizes[1], rows.packets)
         asn_fold = _fold(owner, sel, n, source_asn[rows.src_code], sizes[2], rows.packets)
-        port_fold = _fold(owner, sel, n, port_code, sizes[3], rows.packets)
+        port_fold = _fold(owner, sel, n, port_code, len(port_keys), rows.packets)
     packets, nbytes, vectors, ttl, sampled = split_totals(totals)
     packets, nbytes, sampled = packets.tolist(), nbytes.tolist(), sampled.tolist()
     src_b, src_c, src_s = src_fold

@@ -62,22 +62,29 @@ def owner_totals(
 
 @njit(cache=True)
 def _compact(
-    grid: np.ndarray, seen: np.ndarray, owners: int, n_codes: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """The seen cells of an (owner, code) grid as :func:`.sketch.fold_by_owner` returns them."""
-    present = np.flatnonzero(seen)
-    k = grid.shape[1]
-    sums = np.empty((len(present), k))
-    codes = np.empty(len(present), dtype=np.int64)
+    grid: np.ndarray, owners: int, n_codes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
+    """The seen cells of a grid as :func:`.sketch.fold_by_owner` returns them: cell code × owners + owner
+    (the attacks of one code side by side: a row feeding a host and its /24 touches one cache line),
+    its last column 1 where seen, the others the sums."""
+    k = grid.shape[1] - 1
     bounds = np.zeros(owners + 1, dtype=np.int64)
-    for p in range(len(present)):
-        cell = present[p]
-        codes[p] = cell % n_codes
-        bounds[cell // n_codes + 1] += 1
-        for j in range(k):
-            sums[p, j] = grid[cell, j]
+    for cell in range(len(grid)):
+        if grid[cell, k] > 0:
+            bounds[cell % owners + 1] += 1
     for o in range(owners):
         bounds[o + 1] += bounds[o]
+    sums = np.empty((bounds[owners], k))
+    codes = np.empty(bounds[owners], dtype=np.int64)
+    for o in range(owners):
+        p = bounds[o]
+        for c in range(n_codes):
+            cell = c * owners + o
+            if grid[cell, k] > 0:
+                codes[p] = c
+                for j in range(k):
+                    sums[p, j] = grid[cell, j]
+                p += 1
     return bounds, codes, sums
 
 
@@ -87,7 +94,8 @@ def fold_rows(
     route: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     owners: int,
     codes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    sizes: tuple[int, int, int, int],
+    sizes: tuple[int, int, int],
+    ported: np.ndarray,
     packets: np.ndarray,
     raw: np.ndarray,
     flag: np.ndarray,
@@ -111,55 +119,53 @@ def fold_rows(
     Row p of the attack rows is the tick's row rows[p]; ``route`` is (row_host, host_prefix, host_group,
     ordinal): the row feeds the attacks ``ordinal[t]`` of its host t = row_host[rows[p]], the host's
     prefix and group (-1: none).  ``codes``: the source of each row
-    (index into the tick's sources), the country and AS code of each source, the port code of each row
-    (-1: no port kept); ``sizes`` their numbers of codes.  Each cell of a grid receives its rows in
+    (index into the tick's sources), the country and AS code of each source, the destination port of each
+    row (uint16, kept where ``ported[vector]``; the port is its own code, no pass to number them);
+    ``sizes`` the numbers of sources, countries and ASes.  Each cell of a grid receives its rows in
     ascending order, as the entries (attack by attack, rows ascending) gave them: the sums are
     bincount's bit for bit.  The grids have owners × n codes cells: the caller bounds them
     (:data:`.sketch.DENSE_CELLS`).  Fused because a flood's 2M entries were built and read four times
     (entries, totals, sources, ports): measured in bench/bench_ddos.py, the flood alone."""
     row_host, host_prefix, host_group, ordinal = route
-    src_code, source_country, source_asn, port_code = codes
-    n_src, n_country, n_asn, n_ports = sizes
+    src_code, source_country, source_asn, dst_port = codes
+    n_src, n_country, n_asn = sizes
+    n_ports = 1 << 16
     totals = np.zeros((owners, _VECTORS + n_vectors))
-    src = np.zeros((owners * n_src, 3))
-    src_seen = np.zeros(owners * n_src, dtype=np.bool_)
-    country = np.zeros((owners * n_country, 1))
-    country_seen = np.zeros(owners * n_country, dtype=np.bool_)
-    asn = np.zeros((owners * n_asn, 1))
-    asn_seen = np.zeros(owners * n_asn, dtype=np.bool_)
-    port = np.zeros((owners * n_ports, 1))
-    port_seen = np.zeros(owners * n_ports, dtype=np.bool_)
+    src = np.zeros((n_src * owners, 4))  # packets, raw packets, flag, seen (see _compact)
+    country = np.zeros((n_country * owners, 2))
+    asn = np.zeros((n_asn * owners, 2))
+    port = np.zeros((n_ports * owners, 2))
     for p in range(len(rows)):
         h = row_host[rows[p]]
         s = src_code[p]
         pk = packets[p]
-        c = port_code[p]
+        c = np.int64(dst_port[p]) if ported[vector[p]] else -1
         for t in (h, host_prefix[h], host_group[h]):
             if t < 0 or ordinal[t] < 0:
                 continue
             o = ordinal[t]
             _add_totals(totals, o, pk, nbytes[p], vector[p], ttl[p], sampled[p])
-            cell = o * n_src + s
-            src_seen[cell] = True
+            cell = s * owners + o
             src[cell, 0] += pk
             src[cell, 1] += raw[p]
             src[cell, 2] += flag[s]
-            cell = o * n_country + source_country[s]
-            country_seen[cell] = True
+            src[cell, 3] = 1.0
+            cell = source_country[s] * owners + o
             country[cell, 0] += pk
-            cell = o * n_asn + source_asn[s]
-            asn_seen[cell] = True
+            country[cell, 1] = 1.0
+            cell = source_asn[s] * owners + o
             asn[cell, 0] += pk
+            asn[cell, 1] = 1.0
             if c >= 0:
-                cell = o * n_ports + c
-                port_seen[cell] = True
+                cell = c * owners + o
                 port[cell, 0] += pk
+                port[cell, 1] = 1.0
     return (
         totals,
-        _compact(src, src_seen, owners, n_src),
-        _compact(country, country_seen, owners, n_country),
-        _compact(asn, asn_seen, owners, n_asn),
-        _compact(port, port_seen, owners, n_ports),
+        _compact(src, owners, n_src),
+        _compact(country, owners, n_country),
+        _compact(asn, owners, n_asn),
+        _compact(port, owners, n_ports),
     )
 
 
