@@ -27,6 +27,9 @@ Printed, on the same rows:
   packets from 37,623 spoofed sources toward 10.10.10.10 (and its /24): the
   attack accounting's workload (every row is folded into two attacks' source,
   port, country, AS and TTL counts), against the same decoder rate;
+* ``flow decoders``: the full rate of blackout's NetFlow v9, IPFIX and sFlow decoders on real exports
+  held in memory (:func:`flow_decoder_rates`), and the detector's rate over each: a flow row stands
+  for many packets, so the flow decoders emit rows several times slower than the pcap decoder;
 * ``rival``: per-host per-second counting and FastNetMon's pps/Mbps threshold
   check written per flow in plain Python (dicts), the way a detector looks
   without vectorising.  It does only that part of the work, so the ratio is
@@ -47,8 +50,10 @@ at a million, then HyperLogLog).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import shutil
 import sys
 import time
 from collections import defaultdict
@@ -58,8 +63,12 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from bench_netflow import capture as netflow_capture
+from bench_netflow import ours as netflow_ours
 from bench_pcap import ours as decode_pcap
 from bench_pcap import repeated
+from bench_sflow import ours as sflow_ours
+from bench_sflow import real_datagrams as real_sflow
 from blackout import addr
 from blackout.detect.base import Tick
 from blackout.detect.ddos import DdosDetector
@@ -200,6 +209,29 @@ def decoder_rate(times: int = 5, runs: int = 5) -> tuple[float, float]:
     return rows / wall, rows / cpu
 
 
+def flow_decoder_rates(runs: int = 5) -> dict[str, float]:
+    """Flow records per second of CPU of blackout's flow decoders, each on its own real export held in
+    memory (best of ``runs``): NetFlow v9 and IPFIX as softflowd exports the SYN flood (bench_netflow's
+    capture; skipped without softflowd), sFlow on the bundled real datagrams (bench_sflow's)."""
+    out: dict[str, float] = {}
+    jobs: dict[str, Any] = {}
+    if shutil.which("softflowd"):
+        for name, version in (("NetFlow v9", 9), ("IPFIX", 10)):
+            jobs[name] = functools.partial(netflow_ours, netflow_capture(version))
+    payloads = real_sflow() * 50
+    jobs["sFlow"] = lambda: sflow_ours(payloads)[1]
+    for name, job in jobs.items():
+        job()  # compiled kernels loaded, as for the pcap decoder
+        cpu, rows = float("inf"), 0
+        for _ in range(runs):
+            start = time.process_time()
+            got = job()
+            cpu = min(cpu, time.process_time() - start)
+            rows = got[0] if isinstance(got, tuple) else got
+        out[name] = rows / cpu
+    return out
+
+
 def detector_runs(table: pa.Table, cfg: DdosConfig) -> tuple[list[Timed], float, list[dict[str, Any]], bool]:
     """DETECTOR_RUNS fresh detectors over the same rows: (their timers, best engine wall time, the first
     run's attack records, whether every run found the same records)."""
@@ -249,6 +281,7 @@ def main() -> None:
     flood_cpu = min(t.cpu_seconds for t in flood_runs)
     rival_s, hot = rival(table, 500, cfg.threshold_mbps * 1e6)
     decoder, decoder_cpu = decoder_rate()
+    flow_rates = flow_decoder_rates()
     targets = sorted({r["target"] for r in found})
     print(f"{rows:,} flow rows over {seconds} s toward {hosts:,} hosts + the SYN flood")
     print(f"engine alone      {floor_s:7.2f} s  {rows / floor_s:12,.0f} rows/s")
@@ -267,6 +300,11 @@ def main() -> None:
         f"  detector / decoder rate  {n_fast / flood_cpu / decoder_cpu:.2f}x CPU;  attacks on {flood_targets}", end=""
     )
     print(f", digest {_digest(flood_found)[:16]}{'' if flood_same else '  (RUNS DIFFER: not deterministic)'}")
+    if flow_rates:
+        each = ", ".join(f"{k} {v:,.0f}" for k, v in flow_rates.items())
+        print(f"flow decoders (full rate, from memory; CPU rows/s): {each}")
+        each = ", ".join(f"{k} {rows / det_cpu / v:.1f}x" for k, v in flow_rates.items())
+        print(f"  detector / flow decoder rate (CPU): {each}")
     print(f"rival (python)    {rival_s:7.2f} s  {rows / rival_s:12,.0f} rows/s  hot hosts {_few(sorted(hot))}")
     print(f"ratio rival / detector  {rival_s / det_s:.2f}x")
     hosts_found = {t for t in targets if "/" not in t}
@@ -299,6 +337,8 @@ def main() -> None:
         "flood_detector_over_decoder_cpu": round(n_fast / flood_cpu / decoder_cpu, 2),
         "flood_attacks_digest": _digest(flood_found)[:16],
         "flood_same_every_run": flood_same,
+        "flow_decoder_cpu_rows_per_s": {k: round(v) for k, v in flow_rates.items()},
+        "detector_over_flow_decoder_cpu": {k: round(rows / det_cpu / v, 2) for k, v in flow_rates.items()},
     }
     print(json.dumps(result))
 
