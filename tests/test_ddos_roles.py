@@ -102,3 +102,20 @@ def test_kp_dns_and_mail_servers_under_port_80_floods(kp_scenario: Path) -> None
     got = Counter((r["target"], r["target_role"]) for r in latest.values())
     assert {t for t, _ in got} == set(want)
     assert all(role == want[target] for target, role in got)
+
+
+def test_service_rows_are_the_exchanges_on_service_ports() -> None:
+    """The compiled pass picks exactly the rows numpy's masks pick: UDP, or TCP with ACK, from a port in
+    ROLE_PORTS (SYN-only TCP, ICMP and other ports left out), with the role of that port."""
+    from blackout.detect.roles import ROLE_LUT, ROLE_PORTS, ROLES, service_rows
+
+    rng = np.random.default_rng(4)
+    n = 50_000
+    port = np.where(rng.random(n) < 0.5, rng.choice(list(ROLE_PORTS), n), rng.integers(0, 65536, n)).astype(np.uint16)
+    protocol = rng.choice(np.array([1, 6, 17, 47], np.uint8), n)
+    flags = rng.integers(0, 256, n).astype(np.uint8)
+    rows, roles = service_rows(port, protocol, flags)
+    exchange = (protocol == 17) | ((protocol == 6) & ((flags & 0x10) != 0))
+    want = np.flatnonzero(exchange & (ROLE_LUT[port] >= 0))
+    assert np.array_equal(rows, want) and 0 < len(want) < n
+    assert [ROLES[r] for r in roles.tolist()] == [ROLE_PORTS[int(p)] for p in port[want]]

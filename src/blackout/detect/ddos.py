@@ -242,12 +242,11 @@ class DdosDetector:
         """Role evidence: tracked hosts answering from a service port (wherever the answer goes)."""
         if not len(cols) or not len(self.state):
             return
-        roles = service_rows(cols.src_port, cols.protocol, cols.tcp_flags)
-        rows = np.flatnonzero(roles >= 0)
+        rows, roles = service_rows(cols.src_port, cols.protocol, cols.tcp_flags)
         if len(rows):
             hi, lo = addr.words(cols.table.column("src_addr").take(pa.array(rows)).combine_chunks())
             slots = self.state.find(address_keys(hi, lo), hi, lo, HOST)
-            add_evidence(self.state.served, slots, roles[rows], cols.corrected_packets[rows])
+            add_evidence(self.state.served, slots, roles, cols.packets[rows] * cols.rate[rows])
 
     def _profiles(self, tag: np.ndarray, group: np.ndarray) -> np.ndarray:
         """Threshold profile of each target (see __init__)."""

@@ -59,11 +59,6 @@ class TickColumns:
         return TickColumns(self.table.filter(pa.array(keep)), **fields)
 
     @functools.cached_property
-    def corrected_packets(self) -> np.ndarray:
-        """Packets times the sampling rate."""
-        return self.packets * self.rate
-
-    @functools.cached_property
     def src_words(self) -> tuple[np.ndarray, np.ndarray]:
         """The source addresses as (high, low) words."""
         return addr.words(self.table.column("src_addr"))
