@@ -174,10 +174,12 @@ class DdosDetector:
         )
         self.expect_hosts = len(agg.host_prefix)  # sizes the next tick's grouping (see grouping.py)
         slots = self.state.lookup(agg.keys, agg.hi, agg.lo, agg.tag, start, agg.rates[:, M["pps"]])
-        tracked = np.flatnonzero(slots >= 0)
-        slots = slots[tracked]
-        tag = agg.tag[tracked]
-        profile = self._profiles(tag, agg.group[tracked])
+        if (slots >= 0).all():  # the usual tick: every target has a slot, no copies
+            tracked, tag, group = np.arange(len(slots)), agg.tag, agg.group
+        else:
+            tracked = np.flatnonzero(slots >= 0)
+            slots, tag, group = slots[tracked], agg.tag[tracked], agg.group[tracked]
+        profile = self._profiles(tag, group)
         rules = self._rules(tag, profile, tick)
         hot_any, fire_any, first_rule = self.state.step(slots, tracked, agg.rates, rules, agg.asked)
         for j in np.flatnonzero(hot_any & ~self.state.live[slots]).tolist():
@@ -250,8 +252,10 @@ class DdosDetector:
 
     def _profiles(self, tag: np.ndarray, group: np.ndarray) -> np.ndarray:
         """Threshold profile of each target (see __init__)."""
-        total = np.array([g.total for g in self.groups] + [False], dtype=bool)
         out = np.where(tag == HOST, 0, 1)
+        if not self.groups:
+            return out
+        total = np.array([g.total for g in self.groups] + [False], dtype=bool)
         in_group = group >= 0
         per_host = in_group & (tag == HOST) & ~total[group]
         out[per_host] = 3 + group[per_host]
