@@ -9,8 +9,9 @@ import pyarrow as pa
 import pytest
 
 from blackout.detect.baseline import index_find
+from blackout.detect.counter import SparseCounter
 from blackout.detect.grouping import group_by_key, group_exact, radix_argsort
-from blackout.detect.sketch import SparseCounter, dense_codes, fold_by_owner, hash3, hash3_one
+from blackout.detect.sketch import dense_codes, fold_by_owner, hash3, hash3_one
 
 
 @pytest.mark.parametrize("high", [1 << 16, 1 << 40], ids=["small-keys", "large-keys"])

@@ -21,10 +21,11 @@ from .. import addr
 from ..enrich.base import Enricher
 from . import spoofing
 from .attack_fold import attack_entries, fold_codes, fold_rows, owner_totals, port_codes, split_totals
+from .counter import SparseCounter
 from .grouping import group_by_key
 from .reflection import PortReflections, candidates
 from .roles import role_of
-from .sketch import DENSE_CELLS, SparseCounter, address_keys, dense_codes, fold_by_owner, smallest_distinct
+from .sketch import DENSE_CELLS, address_keys, dense_codes, fold_by_owner, smallest_distinct
 from .tick_columns import TickColumns
 from .vectors import DIRECT_PORTED, FALLBACK, N_VECTORS, REFLECTED, UDP_FLOOD, classify, vector_shares
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .sketch import SparseCounter
+from .counter import SparseCounter
 
 MAX_PORTS = 64  # candidate source ports kept per attack (a random-port flood prunes to its heaviest)
 DYNAMIC_PORTS = 49152
