@@ -55,3 +55,55 @@ def test_heaviest_and_top_equal_a_full_lexsort_with_ties() -> None:
     counter.add(keys, rng.integers(1, 4, len(keys)).astype(np.float64))
     for k in (0, 10, 11, 8999, 9000, 9500):
         assert np.array_equal(counter.top(k), np.lexsort((counter.keys, -counter.sums[:, 0]))[:k])
+
+
+def test_fold_codes_lists_codes_by_sort_and_by_walk_alike() -> None:
+    """fold_codes against fold_by_owner where one attack touches most codes (listed by a walk of the slots)
+    and the others a few (sorted): codes ascending, sums in entry order, negative codes left out."""
+    from blackout.detect.attack_fold import fold_codes
+    from blackout.detect.sketch import fold_by_owner
+
+    rng = np.random.default_rng(9)
+    n_codes, owners = 5000, 6
+    sizes = [20000, 30, 0, 200, 1, 3000]  # attack 0 touches most codes, attack 5 ~45% of them
+    owner = np.repeat(np.arange(owners), sizes)
+    sel = np.concatenate([np.sort(rng.choice(30000, s, replace=False)) for s in sizes])
+    row_code = np.where(rng.random(30000) < 0.1, -1, rng.integers(0, n_codes, 30000))
+    pk = rng.integers(1, 9, 30000) * rng.choice([1.0, 0.1, 3.7], 30000)
+    keep = row_code[sel] >= 0
+    want = fold_by_owner(owner[keep], owners, row_code[sel][keep], n_codes, [pk[sel][keep]])
+    got = fold_codes(owner, sel, row_code, n_codes, owners, (pk,))
+    assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+    assert len(got[1]) and int(got[0][1]) > n_codes // 2
+
+
+def _numpy_keep_pairs(port: np.ndarray, key: np.ndarray, held: np.ndarray, most: int) -> tuple[np.ndarray, ...]:
+    """PortReflections' former numpy form: np.isin, a lexsort, dedupe, rank within the port."""
+    inside = np.isin(port, held)
+    port, key = port[inside], key[inside]
+    order = np.lexsort((key, port))
+    port, key = port[order], key[order]
+    new = np.ones(len(port), dtype=bool)
+    new[1:] = (port[1:] != port[:-1]) | (key[1:] != key[:-1])
+    port, key = port[new], key[new]
+    first = np.ones(len(port), dtype=bool)
+    first[1:] = port[1:] != port[:-1]
+    index = np.arange(len(port))
+    keep = index - np.maximum.accumulate(np.where(first, index, 0)) < most
+    return port[keep], key[keep]
+
+
+def test_keep_pairs_equals_the_numpy_form() -> None:
+    from blackout.detect.reflection import _keep_pairs
+
+    rng = np.random.default_rng(10)
+    for n_old, n_new, most in ((0, 0, 3), (0, 50, 1), (40, 300, 10), (500, 7, 10), (60, 200, 0)):
+        old_port, old_key = _numpy_keep_pairs(
+            rng.integers(1, 30, n_old).astype(np.uint64), rng.integers(0, 40, n_old).astype(np.uint64),
+            np.arange(1, 30, dtype=np.uint64), max(most, 1),
+        )  # fmt: skip
+        port, key = rng.integers(1, 30, n_new).astype(np.uint64), rng.integers(0, 40, n_new).astype(np.uint64)
+        held = np.unique(rng.integers(1, 30, 12).astype(np.uint64))
+        want = _numpy_keep_pairs(np.concatenate([old_port, port]), np.concatenate([old_key, key]), held, most)
+        got = _keep_pairs(old_port, old_key, port, key, held, most)
+        assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True)), (n_old, n_new, most)

@@ -258,7 +258,9 @@ def fold_codes(
     sums), entries whose row code is negative left out.  Attack by attack (``owner`` ascending), a code →
     slot scratch of n_codes entries that only the attack's own codes touch and reset, then those codes
     sorted: no grid of attacks × codes, so it serves any number of attacks (a /24 carpet-bombed host by
-    host).  Sums in entry order, as fold_by_owner's bincount takes them; memory O(entries + n_codes).
+    host).  An attack touching over 1/16 of the codes has them listed by one walk of the slots instead of
+    a sort (hosts=256: the /24's 200k sources a tick, fold_codes 1.30 -> 0.83-0.90 s under cProfile).
+    Sums in entry order, as fold_by_owner's bincount takes them; memory O(entries + n_codes).
     (A dense grid was as fast for ports, 6.1 ms on a flood's 1.8M entries; for 37k sources the fused
     :func:`fold_sources` grid is: 9.7 ms against 15.4.)"""
     k = len(weights)
@@ -290,7 +292,15 @@ def fold_codes(
                 used += 1
             for j in range(k):
                 scratch[s, j] += weights[j][r]
-        codes = np.sort(touched[:used])
+        if used * 16 > n_codes:  # most codes touched (a /24's 200k sources): one walk of the slots
+            codes = touched[:used]
+            p = 0
+            for c in range(n_codes):
+                if slot[c] >= 0:
+                    codes[p] = c
+                    p += 1
+        else:
+            codes = np.sort(touched[:used])
         for p in range(used):
             c = codes[p]
             out_codes[done + p] = c

