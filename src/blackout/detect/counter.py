@@ -166,8 +166,7 @@ class SparseCounter:
     def _prune(self) -> None:
         if self.sketch:
             self._sketch()
-        keep = heaviest(self._sums[:, 0], self.cap // 2)
-        self._keys, self._sums, self._tags = self._keys[keep], self._sums[keep], self._tags[keep]
+        self._keys, self._sums, self._tags = _keep_heaviest(self._keys, self._sums, self._tags, max(self.cap // 2, 0))
         self.exact = False
 
 
@@ -188,6 +187,34 @@ def heaviest(col: np.ndarray, k: int) -> np.ndarray:
     tied = np.flatnonzero(col == v)[: k - int(np.count_nonzero(above))]
     above[tied] = True
     return np.flatnonzero(above)
+
+
+@njit(cache=True)
+def _keep_heaviest(
+    keys: np.ndarray, sums: np.ndarray, tags: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """The rows :func:`heaviest` picks by column 0 (k < len), in one compiled call: a reflection's port
+    counter (cap 64) prunes at nearly every tick of each of 256 attacks, where a dozen numpy calls each
+    cost more than the rows (hosts=256 under cProfile: _prune 0.45 -> 0.17 s)."""
+    col = sums[:, 0]
+    out_keys = np.empty(k, dtype=np.uint64)
+    out_sums = np.empty((k, sums.shape[1]), dtype=np.float64)
+    out_tags = np.empty((k, tags.shape[1]), dtype=np.uint64)
+    if k <= 0:
+        return out_keys, out_sums, out_tags
+    v = _kth_largest(col, k)
+    ties = k
+    for i in range(len(col)):
+        if col[i] > v:
+            ties -= 1
+    o = 0
+    for i in range(len(col)):
+        if col[i] > v or (col[i] == v and ties > 0):
+            if col[i] == v:
+                ties -= 1
+            _copy_row(out_keys, out_sums, out_tags, o, keys, sums, tags, i)
+            o += 1
+    return out_keys, out_sums, out_tags
 
 
 @njit(cache=True)
