@@ -262,7 +262,7 @@ def fold_codes(
     a sort (hosts=256: the /24's 200k sources a tick, fold_codes 1.30 -> 0.83-0.90 s under cProfile).
     Sums in entry order, as fold_by_owner's bincount takes them; memory O(entries + n_codes).
     (A dense grid was as fast for ports, 6.1 ms on a flood's 1.8M entries; for 37k sources the fused
-    :func:`fold_sources` grid is: 9.7 ms against 15.4.)"""
+    dense grid (now :func:`fold_rows`) was: 9.7 ms against 15.4.)"""
     k = len(weights)
     n = len(owner)
     slot = np.full(n_codes, -1, dtype=np.int64)
