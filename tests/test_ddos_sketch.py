@@ -257,19 +257,21 @@ def test_attack_entries_and_port_codes_equal_their_numpy_forms() -> None:
     assert np.array_equal(codes[keep], want_codes) and (codes[~keep] == -1).all()
 
 
-def test_a_dst_port_wider_than_the_schema_is_refused_not_written_past_the_port_table() -> None:
-    """port_codes' compiled table has 2^16 slots and no bounds checks: a table whose dst_port is not the
-    flow schema's uint16 (port 70000 in it) is a TypeError naming the dtype, not a write past the table."""
+@pytest.mark.parametrize("column", ["dst_port", "src_port"])
+def test_a_port_wider_than_the_schema_is_refused_not_read_past_the_port_tables(column: str) -> None:
+    """The compiled passes index 2^16-entry tables by port (roles, port codes, the port grid) without bounds
+    checks: a table whose port column is not the flow schema's uint16 (port 70000 in it) is a TypeError
+    naming the column and its type, not a read or write past a table."""
     import pyarrow as pa
 
     from test_ddos import DATA, pcap_flows, run
 
     flows = pcap_flows(DATA / "pcap" / "stopddos" / "pkt.TCP.synflood.spoofed.pcap")
-    wide = flows.column("dst_port").to_numpy().astype(np.uint32)
+    wide = flows.column(column).to_numpy().astype(np.uint32)
     wide[:5] = 70000
-    at = flows.schema.get_field_index("dst_port")
-    flows = flows.set_column(at, pa.field("dst_port", pa.uint32()), pa.array(wide))
-    with pytest.raises(TypeError, match="dst_port is uint32"):
+    at = flows.schema.get_field_index(column)
+    flows = flows.set_column(at, pa.field(column, pa.uint32()), pa.array(wide))
+    with pytest.raises(TypeError, match=f"{column} is uint32"):
         run(flows, ["ddos.threshold_pps=100", "ddos.baseline=false", "ddos.start_ticks=1"])
 
 

@@ -245,8 +245,6 @@ def fold_tick(
     country_keys, source_country = dense_codes(rows.src_country)  # over the tick's distinct sources
     asn_keys, source_asn = dense_codes(rows.src_asn)
     n_src = len(rows.src_uniq)
-    if rows.dst_port.dtype != np.uint16:  # port_codes' table has 2^16 slots and numba checks no bounds
-        raise TypeError(f"dst_port is {rows.dst_port.dtype}, not the flow schema's uint16")
     sizes = (n_src, len(country_keys), len(asn_keys))
     # grids of 3 + 1 floats (and seen) a source, 1 a country, AS and port (every port: no pass numbering them)
     dense = n * (n_src * 4 + (sizes[1] + sizes[2] + (1 << 16)) * 2) <= DENSE_CELLS

@@ -33,8 +33,13 @@ class TickColumns:
 
     @classmethod
     def of(cls, table: pa.Table) -> TickColumns:
-        """Convert every column the detector reads, once."""
+        """Convert every column the detector reads, once.  Ports must be the flow schema's uint16: the
+        compiled passes index 2^16-entry tables with them (roles, port codes, the port grid) without
+        bounds checks, so a wider column is refused here, naming it, for all of them."""
         table = table.combine_chunks()
+        for name in ("src_port", "dst_port"):
+            if table.schema.field(name).type != pa.uint16():
+                raise TypeError(f"{name} is {table.schema.field(name).type}, not the flow schema's uint16")
         hi, lo = addr.words(table.column("dst_addr"))
         return cls(
             table,
