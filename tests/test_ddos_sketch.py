@@ -74,9 +74,12 @@ def test_exact_grouping_and_radix_sort_match_python() -> None:
     tag = rng.integers(0, 2, n).astype(np.uint8)
     keys = np.where(hi == 0, lo, np.uint64(1 << 63) | (lo % np.uint64(2)))  # hashed keys that collide a lot
     tag[hi == 0] = 0  # a key below 2^63 stands for its address alone
-    by_key = np.argsort(keys, kind="stable")  # runs of one key, different triples side by side: the
-    for order, expect in ((np.arange(n), 0), (by_key, 0), (by_key, 5000)):  # previous-row shortcut must tell
-        h, low, t = hi[order], lo[order], tag[order]  # them apart; a sized table must give the same answer
+    # by key: runs of one key, different triples side by side (the previous-row shortcut must tell them
+    # apart); a sized table, and a hint far past the rows (a flood of spoofed targets last tick), must give
+    # the same answer
+    by_key = np.argsort(keys, kind="stable")
+    for order, expect in ((np.arange(n), 0), (by_key, 0), (by_key, 5000), (by_key, 1 << 40)):
+        h, low, t = hi[order], lo[order], tag[order]
         uniq, first, inv = group_exact(keys[order], h, low, t, expect)
         triples = list(zip(h.tolist(), low.tolist(), t.tolist(), strict=True))
         groups: dict[tuple[int, int, int], int] = {}

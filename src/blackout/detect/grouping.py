@@ -114,7 +114,7 @@ def _hash_group(
     With both: 200k rows toward 87k hosts 6.9 -> 2.6 ms, a million rows from 37k sources 30 -> 10 ms."""
     n = len(keys)
     bits = 12
-    while (1 << bits) < 2 * expect and bits < 30:
+    while (1 << bits) < 2 * min(expect, n) and bits < 30:  # a hint never sizes past this tick's rows
         bits += 1
     table = np.zeros(2 << bits, dtype=np.uint64)  # slot s: key at 2s, group + 1 at 2s + 1 (0: empty)
     first = np.empty(n, dtype=np.int64)
